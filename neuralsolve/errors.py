@@ -1,0 +1,50 @@
+"""Exceptions and warning categories of neuralsolve.
+
+The rule (see CONVENTIONS.md, 8): ``TypeError`` for the wrong kind of object, ``ValueError`` or
+one of its subclasses below for bad values. Every message says what was expected, what came,
+and how to fix it.
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "ConvergenceError",
+    "DataFormatError",
+    "GridStructureError",
+    "NeuralSolveWarning",
+    "NonFiniteError",
+    "NotSPDError",
+    "PreconditionerShiftWarning",
+]
+
+
+class NotSPDError(ValueError):
+    """The operator is known not to be symmetric positive definite, but the method needs SPD."""
+
+
+class NonFiniteError(ValueError):
+    """An input holds NaN or infinite values."""
+
+
+class DataFormatError(ValueError):
+    """A file is missing, unreadable, or lacks a key the reader needs (the message names both)."""
+
+
+class GridStructureError(ValueError):
+    """A method that works on structured grids was given an operator without grid structure."""
+
+
+class ConvergenceError(RuntimeError):
+    """Raised by :meth:`SolveResult.raise_for_status` when a solve did not converge."""
+
+    def __init__(self, message: str, result: object) -> None:
+        super().__init__(message)
+        self.result = result
+
+
+class NeuralSolveWarning(UserWarning):
+    """Base class of the warnings neuralsolve emits (filter them with this category)."""
+
+
+class PreconditionerShiftWarning(NeuralSolveWarning):
+    """An incomplete factorization broke down and was retried with a diagonal shift."""

@@ -1,0 +1,47 @@
+"""Linear solvers: batched CG/PCG and flexible CG in torch, preconditioners (Jacobi, IC(0),
+AMG), Lanczos, and reference runners for scipy, pyamg and a sparse direct solve.
+
+Use :func:`solve` with a method name, or the solver classes directly::
+
+    from neuralsolve.solvers import CG, AMGPreconditioner
+    M = AMGPreconditioner(A)                   # set up once
+    res = CG(rtol=1e-8).solve(A, b, M=M)       # solve many
+"""
+
+from .ichol import ICPreconditioner, ichol0
+from .krylov import CG, FlexibleCG
+from .lanczos import LanczosResult, lanczos, ritz_pairs
+from .precond import (
+    PRECONDITIONERS,
+    AMGPreconditioner,
+    JacobiPreconditioner,
+    Preconditioner,
+    make_preconditioner,
+)
+from .reference import DirectSolver, PyAMGSolver, ScipyCG
+from .registry import METHODS, MethodSpec, available_methods, make_solver, solve
+from .tracking import IterationInfo
+
+__all__ = [
+    "CG",
+    "METHODS",
+    "PRECONDITIONERS",
+    "AMGPreconditioner",
+    "DirectSolver",
+    "FlexibleCG",
+    "ICPreconditioner",
+    "IterationInfo",
+    "JacobiPreconditioner",
+    "LanczosResult",
+    "MethodSpec",
+    "Preconditioner",
+    "PyAMGSolver",
+    "ScipyCG",
+    "available_methods",
+    "ichol0",
+    "lanczos",
+    "make_preconditioner",
+    "make_solver",
+    "ritz_pairs",
+    "solve",
+]

@@ -1,0 +1,200 @@
+"""Per-column convergence bookkeeping shared by the Krylov loops (eager and fused).
+
+Each right-hand side (a row of the batch-first block) converges on its own: when its recursive
+residual passes the tolerance, the true residual ``b - A x`` is recomputed; the column is done
+only if the true residual passes too, otherwise the recursive residual is replaced by the true one
+and the iteration goes on. Three failed checks in a row without halving the true residual end the
+column with ``Status.STAGNATION`` (the dtype's floor is above the tolerance).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from neuralsolve.result import SolveResult, Status, combine_status
+
+__all__ = ["ColumnTracker", "IterationInfo", "rowdot", "rownorm"]
+
+STALL_CHECKS = 3
+STALL_FACTOR = 0.5
+
+
+def rowdot(X: torch.Tensor, Y: torch.Tensor) -> torch.Tensor:
+    """Dot products of matching rows of two ``(k, n)`` blocks, shape ``(k,)``.
+
+    One ``torch.dot`` per row: rows are contiguous, and this is several times faster than a
+    reduction over a block (measured).
+    """
+    if X.shape[0] == 1:
+        return torch.dot(X[0], Y[0]).reshape(1)
+    return torch.stack([torch.dot(x, y) for x, y in zip(X, Y, strict=True)])
+
+
+def rownorm(X: torch.Tensor) -> torch.Tensor:
+    """2-norms of the rows of a ``(k, n)`` block, shape ``(k,)``."""
+    return torch.linalg.vector_norm(X, dim=1)
+
+
+@dataclass(frozen=True)
+class IterationInfo:
+    """What a callback receives after each iteration.
+
+    Attributes
+    ----------
+    iteration : int
+        Iterations done so far (1 after the first).
+    x : torch.Tensor
+        The current iterate, batch-first ``(k, n)`` (a view: do not modify it).
+    residual_norms : torch.Tensor
+        ``(k,)`` current residual norms.
+    """
+
+    iteration: int
+    x: torch.Tensor
+    residual_norms: torch.Tensor
+
+
+Callback = Callable[[IterationInfo], object]
+
+
+class ColumnTracker:
+    """Statuses, iteration counts, residual history and timing of a batch of solves.
+
+    Parameters
+    ----------
+    bnorm : torch.Tensor
+        ``(k,)`` norms of the right-hand sides.
+    r0norm : torch.Tensor
+        ``(k,)`` norms of the initial residuals.
+    rtol, atol : float
+        The stopping rule ``||b - A x|| <= max(rtol ||b||, atol)``.
+    """
+
+    def __init__(self, bnorm: torch.Tensor, r0norm: torch.Tensor, rtol: float, atol: float) -> None:
+        self.k = bnorm.numel()
+        self.tol = torch.clamp(rtol * bnorm, min=atol)
+        self.tol_host = self.tol.cpu().numpy()
+        self.status: list[Status | None] = [None] * self.k
+        self.iterations = [0] * self.k
+        self.history: list[torch.Tensor] = [r0norm.clone()]
+        self.last = r0norm.clone()
+        self.best_true = np.full(self.k, np.inf)
+        self.stalls = np.zeros(self.k, dtype=np.int64)
+        self.t0 = time.perf_counter()
+        self.elapsed = [0.0]
+        self.matvecs = 0
+        r0 = r0norm.cpu().numpy()
+        for j in range(self.k):
+            if not np.isfinite(r0[j]):
+                self.status[j] = Status.NON_FINITE
+            elif r0[j] <= self.tol_host[j]:
+                self.status[j] = Status.SUCCESS
+        self.iteration = 0
+
+    # ------------------------------------------------------------------ state
+    @property
+    def active(self) -> torch.Tensor:
+        """``(k,)`` bool tensor on the device: columns still iterating."""
+        return torch.tensor([s is None for s in self.status], device=self.tol.device)
+
+    @property
+    def any_active(self) -> bool:
+        return any(s is None for s in self.status)
+
+    def active_list(self) -> list[int]:
+        return [j for j, s in enumerate(self.status) if s is None]
+
+    def stop(self, columns: list[int], status: Status) -> None:
+        for j in columns:
+            if self.status[j] is None:
+                self.status[j] = status
+
+    def stop_all(self, status: Status) -> None:
+        self.stop(self.active_list(), status)
+
+    def stop_nonpositive(self, values: torch.Tensor, status: Status) -> list[int]:
+        """Stop active columns whose ``values`` (a curvature ``p.Ap`` or an inner product
+        ``r.z``) is not positive: with ``status``, or ``NON_FINITE`` for NaN/inf. Returns them."""
+        v = values.cpu().numpy()
+        bad = [j for j in self.active_list() if not (v[j] > 0)]
+        for j in bad:
+            self.status[j] = status if np.isfinite(v[j]) else Status.NON_FINITE
+        return bad
+
+    # ------------------------------------------------------------------ per iteration
+    def begin_iteration(self) -> None:
+        self.iteration += 1
+        for j in self.active_list():
+            self.iterations[j] = self.iteration
+
+    def candidates(self, rnorm: torch.Tensor) -> list[int]:
+        """Active columns whose recursive residual passes the tolerance (or is not finite)."""
+        r = rnorm.cpu().numpy()
+        return [j for j in self.active_list() if not (r[j] > self.tol_host[j])]
+
+    def check_true(
+        self, columns: list[int], true_norm: torch.Tensor
+    ) -> tuple[list[int], list[int]]:
+        """Judge candidate columns by their true residual; return (converged, to_replace)."""
+        t = true_norm.cpu().numpy()
+        done, replace = [], []
+        for j in columns:
+            if not np.isfinite(t[j]):
+                self.status[j] = Status.NON_FINITE
+            elif t[j] <= self.tol_host[j]:
+                self.status[j] = Status.SUCCESS
+                done.append(j)
+            else:
+                if t[j] >= STALL_FACTOR * self.best_true[j]:
+                    self.stalls[j] += 1
+                else:
+                    self.stalls[j] = 0
+                self.best_true[j] = min(self.best_true[j], t[j])
+                if self.stalls[j] >= STALL_CHECKS:
+                    self.status[j] = Status.STAGNATION
+                replace.append(j)
+        return done, replace
+
+    def record(self, rnorm: torch.Tensor, frozen: torch.Tensor) -> None:
+        """Append this iteration's norms; columns in ``frozen`` (bool ``(k,)``) keep their last."""
+        self.last = torch.where(frozen, self.last, rnorm)
+        self.history.append(self.last.clone())
+        self.elapsed.append(time.perf_counter() - self.t0)
+
+    # ------------------------------------------------------------------ result
+    def finish(
+        self,
+        x: object,
+        *,
+        method: str,
+        setup_s: float,
+        extra: dict[str, object],
+        rel_residual: float,
+    ) -> SolveResult:
+        self.stop_all(Status.MAX_ITERATIONS)
+        statuses = tuple(s if s is not None else Status.MAX_ITERATIONS for s in self.status)
+        hist = torch.stack(self.history).cpu().numpy()
+        single = self.k == 1
+        stats: dict[str, object] = {
+            "method": method,
+            "setup_s": setup_s,
+            "solve_s": time.perf_counter() - self.t0,
+            "matvecs": self.matvecs,
+            "rel_residual": rel_residual,
+            "elapsed": list(self.elapsed),
+        }
+        stats.update(extra)
+        return SolveResult(
+            x=x,
+            status=combine_status(statuses),
+            iterations=max(self.iterations) if self.iterations else 0,
+            residual_norms=hist[:, 0] if single else hist,
+            stats=stats,
+            column_status=None if single else statuses,
+            column_iterations=None if single else tuple(self.iterations),
+        )
