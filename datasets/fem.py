@@ -12,6 +12,8 @@ second order in the nodal maximum norm on smooth solutions (checked in the tests
 
 from __future__ import annotations
 
+import contextlib
+import io
 import itertools
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -89,10 +91,14 @@ def read_mesh(path: str | Path) -> meshio.Mesh:
     path = Path(path)
     if not path.exists():
         raise FileNotFoundError(f"mesh file {str(path)!r} does not exist")
+    captured = io.StringIO()
     try:
-        return meshio.read(path)
-    except Exception as exc:  # meshio raises many kinds for unknown or corrupt files
-        raise DataFormatError(f"could not read mesh {str(path)!r} with meshio: {exc}") from exc
+        # meshio reports some failures by printing and calling sys.exit(1)
+        with contextlib.redirect_stderr(captured), contextlib.redirect_stdout(captured):
+            return meshio.read(path)
+    except (Exception, SystemExit) as exc:
+        detail = " ".join(captured.getvalue().split()) or f"{type(exc).__name__}: {exc}"
+        raise DataFormatError(f"could not read mesh {str(path)!r} with meshio: {detail}") from None
 
 
 def _simplices(mesh: meshio.Mesh, name: str) -> tuple[str, np.ndarray]:

@@ -931,7 +931,7 @@ def _infer_tags_scipy(
         max_abs = float(np.abs(mat.data).max()) if mat.nnz else 0.0
         diff = (mat - mat.T).tocsr()
         asym = float(np.abs(diff.data).max()) if diff.nnz else 0.0
-        symmetric = asym <= _symmetry_tolerance(max_abs, mat.dtype)
+        symmetric = bool(asym <= _symmetry_tolerance(max_abs, mat.dtype))
     if positive_definite is None and n > 0 and bool((mat.diagonal() <= 0).any()):
         positive_definite = False
     if symmetric is False and positive_definite is None:
@@ -948,8 +948,9 @@ def _infer_tags_dense(
     if symmetric is None:
         max_abs = float(A.abs().max()) if A.numel() else 0.0
         asym = float((A - A.T).abs().max()) if A.numel() else 0.0
-        symmetric = asym <= _symmetry_tolerance(
-            max_abs, np.float64 if A.dtype == torch.float64 else np.float32
+        symmetric = bool(
+            asym
+            <= _symmetry_tolerance(max_abs, np.float64 if A.dtype == torch.float64 else np.float32)
         )
     if positive_definite is None and n > 0 and bool((torch.diagonal(A) <= 0).any()):
         positive_definite = False

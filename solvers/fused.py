@@ -176,18 +176,18 @@ def fused_cg(
         active = tracker.active
         alpha = torch.where(active, rz / pAp, zeros)
         Xg, Rg, rr, rz_new = phase2(Xg, Rg, PP, AP, alpha, invd)
-        if tracker.iteration % solver.true_residual_every == 0:
-            Rg = Bg - op.apply_grid(Xg)
-            tracker.matvecs += 1
-            rr = (Rg * Rg).sum(dim=dims)
-            rz_new = rr if invd is None else (Rg * Rg * invd).sum(dim=dims)
         rnorm = rr.sqrt()
+        if tracker.iteration % solver.true_residual_every == 0:
+            R_true = Bg - op.apply_grid(Xg)
+            tracker.matvecs += 1
+            tracker.observe_true(rnorm, torch.linalg.vector_norm(R_true.reshape(k, -1), dim=1))
         candidates = tracker.candidates(rnorm)
+        restart: list[int] = []
         if candidates:
             R_true = Bg - op.apply_grid(Xg)
             tracker.matvecs += 1
             true = torch.linalg.vector_norm(R_true.reshape(k, -1), dim=1)
-            _, replace = tracker.check_true(candidates, true)
+            _, replace = tracker.check_true(candidates, rnorm, true)
             idx = torch.tensor(candidates, device=Rg.device)
             rnorm = rnorm.index_copy(0, idx, true[idx])
             if replace:
@@ -196,6 +196,7 @@ def fused_cg(
                 rr_true = (R_true * R_true).sum(dim=dims)
                 rz_true = rr_true if invd is None else (R_true * R_true * invd).sum(dim=dims)
                 rz_new = rz_new.index_copy(0, ridx, rz_true[ridx])
+                restart = replace
         tracker.record(rnorm, ~active)
         if callback is not None:
             x_now = _from_grid_batch(op, Xg)
@@ -207,6 +208,8 @@ def fused_cg(
             tracker.stop_nonpositive(rz_new, Status.PRECONDITIONER_INDEFINITE)
         active = tracker.active
         beta = torch.where(active, rz_new / rz, zeros)
+        if restart:  # a replaced residual starts a fresh direction: p = z
+            beta[restart] = 0
         if not bool(active.all()):
             Rg[~active] = 0  # frozen columns: p = z = 0, so they take no further steps
         rz = rz_new

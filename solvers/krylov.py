@@ -5,8 +5,9 @@ Each solver is a frozen dataclass of hyperparameters; the problem goes to
 
 .. math::  \\|b - A x\\|_2 \\le \\max(\\mathrm{rtol}\\,\\|b\\|_2,\\ \\mathrm{atol})
 
-holds for the *true* residual (recomputed before a column is declared converged, and every
-``true_residual_every`` iterations, replacing the recursive residual). A block ``b`` of shape
+holds for the *true* residual (recomputed before a column is declared converged, replacing the
+recursive residual when the check fails, and every ``true_residual_every`` iterations to detect
+stagnation at the dtype's precision). A block ``b`` of shape
 ``(n, k)`` is ``k`` independent solves sharing each operator application; a column that
 converges is frozen while the others go on.
 
@@ -231,23 +232,25 @@ class _KrylovBase:
                 R_old.copy_(R)
             X.addcmul_(P, alpha)
             R.addcmul_(AP, alpha, value=-1.0)
-            if tracker.iteration % self.true_residual_every == 0:
-                torch.sub(B, apply_A(X), out=R)
-                tracker.matvecs += 1
             rr = rowdot(R, R)
             rnorm = rr.sqrt()
+            if tracker.iteration % self.true_residual_every == 0:
+                tracker.observe_true(rnorm, rownorm(B - apply_A(X)))
+                tracker.matvecs += 1
             candidates = tracker.candidates(rnorm)
+            restart: list[int] = []
             if candidates:
                 R_true = B - apply_A(X)
                 tracker.matvecs += 1
                 true = rownorm(R_true)
-                _, replace = tracker.check_true(candidates, true)
+                _, replace = tracker.check_true(candidates, rnorm, true)
                 idx = torch.tensor(candidates, device=R.device)
                 rnorm = rnorm.index_copy(0, idx, true[idx])
                 if replace:
                     ridx = torch.tensor(replace, device=R.device)
                     R[ridx] = R_true[ridx]
                     rr = rr.index_copy(0, ridx, true[ridx] ** 2)
+                    restart = replace
             tracker.record(rnorm, ~active)
             if (
                 callback is not None
@@ -267,6 +270,8 @@ class _KrylovBase:
             else:
                 beta = rz_new / rz
             active = tracker.active
+            if restart:  # a replaced residual starts a fresh direction: p = z
+                beta[restart] = 0
             beta = torch.where(active, beta, torch.zeros_like(beta))[:, None]
             torch.addcmul(Z, P, beta, out=P)
             if not bool(active.all()):
@@ -299,7 +304,8 @@ class CG(_KrylovBase):
     preconditioner_options : mapping
         Keyword arguments of the preconditioner (e.g. ``{"kind": "rs"}`` for AMG).
     true_residual_every : int
-        Replace the recursive residual by ``b - A x`` every this many iterations.
+        Recompute ``b - A x`` every this many iterations to detect stagnation (the recursive
+        residual drifting away from the true one at the dtype's precision).
     check_spd : bool
         Refuse operators tagged not SPD (``NotSPDError``); ``False`` runs anyway.
     fused : bool

@@ -246,6 +246,8 @@ class PyAMGSolver(_ReferenceBase):
     ) -> tuple[np.ndarray, int, list[float] | None, Status]:
         ml = context["_ml"]
         bnorm = float(np.linalg.norm(b))
+        if bnorm == 0:  # the solution of A x = 0 is 0 (as for every method here)
+            return np.zeros_like(b), 0, [0.0] if record else None, Status.SUCCESS
         r0 = float(np.linalg.norm(b - context["matrix"] @ x0)) if x0 is not None else bnorm
         if r0 <= tol:
             return (
@@ -282,20 +284,43 @@ class PyAMGSolver(_ReferenceBase):
 @dataclass(frozen=True, kw_only=True)
 class DirectSolver(_ReferenceBase):
     """Sparse LU (SuperLU through ``scipy.sparse.linalg.splu``); one factorisation per call,
-    reused for every column. ``rtol``/``atol`` only judge the answer."""
+    reused for every column. ``rtol``/``atol`` only judge the answer.
+
+    ``ordering="auto"`` takes minimum degree on ``A + A^T`` with SuperLU's symmetric mode for a
+    symmetric matrix (3x faster with half the fill of COLAMD on a 3-D Poisson matrix, measured)
+    and COLAMD otherwise; ``stats["ordering"]`` says which. Fill grows fast in 3-D: a 64^3
+    Poisson matrix took 507 s and 21 GB with COLAMD on the development machine.
+    """
+
+    ordering: str = "auto"
 
     label: ClassVar[str] = "direct"
     needs_spd: ClassVar[bool] = False
+    ORDERINGS: ClassVar[tuple[str, ...]] = ("auto", "MMD_AT_PLUS_A", "COLAMD", "MMD_ATA", "NATURAL")
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.ordering not in self.ORDERINGS:
+            raise ValueError(f"unknown ordering {self.ordering!r}; use one of {self.ORDERINGS}")
 
     def _setup(self, op: LinearOperator, M: Any) -> Any:
         if M is not None:
             raise ValueError("the direct solver takes no preconditioner M")
         mat = explicit_matrix(op, "direct")
+        ordering = self.ordering
+        if ordering == "auto":
+            ordering = "MMD_AT_PLUS_A" if op.symmetric else "COLAMD"
+        options = {"SymmetricMode": True} if ordering == "MMD_AT_PLUS_A" else {}
         try:
-            lu = spla.splu(sp.csc_matrix(mat))
+            lu = spla.splu(sp.csc_matrix(mat), permc_spec=ordering, options=options)
         except RuntimeError as exc:  # "Factor is exactly singular"
             raise NotSPDError(f"the direct solver could not factor A: {exc}") from exc
-        return {"matrix": mat, "_lu": lu, "fill_nnz": int(lu.L.nnz + lu.U.nnz)}
+        return {
+            "matrix": mat,
+            "_lu": lu,
+            "fill_nnz": int(lu.L.nnz + lu.U.nnz),
+            "ordering": ordering,
+        }
 
     def _solve_column(
         self, context: Any, b: np.ndarray, x0: np.ndarray | None, tol: float, record: bool

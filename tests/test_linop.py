@@ -1,0 +1,264 @@
+"""The linear-operator protocol: a conformance mixin every operator class inherits, algebra
+checked against dense float64 matrices, conversions and tags."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import scipy.sparse as sp
+import scipy.sparse.linalg as spla
+import torch
+
+import neuralsolve as ns
+from neuralsolve.linop import DiagonalOperator, IdentityOperator
+
+from .conftest import random_spd_dense, random_spd_sparse
+
+
+class OperatorConformance:
+    """Inherit and implement ``make()`` returning ``(operator, dense float64 reference)``."""
+
+    def make(self) -> tuple[ns.LinearOperator, np.ndarray]:
+        raise NotImplementedError
+
+    def test_declared_attributes(self) -> None:
+        op, ref = self.make()
+        assert op.shape == ref.shape
+        assert op.dtype in (torch.float32, torch.float64)
+        assert isinstance(op.device, torch.device)
+
+    def test_matvec_and_matmat_match_dense(self) -> None:
+        op, ref = self.make()
+        rng = np.random.default_rng(0)
+        x = rng.standard_normal(ref.shape[1])
+        X = rng.standard_normal((ref.shape[1], 3))
+        xt = torch.from_numpy(x).to(op.dtype)
+        Xt = torch.from_numpy(X).to(op.dtype)
+        tol = 1e-12 if op.dtype == torch.float64 else 1e-5
+        scale = np.abs(ref).sum(axis=1).max() * np.abs(X).max()
+        np.testing.assert_allclose((op @ xt).double().numpy(), ref @ x, atol=tol * scale)
+        np.testing.assert_allclose((op @ Xt).double().numpy(), ref @ X, atol=tol * scale)
+        np.testing.assert_allclose(
+            op._apply_batch(Xt.T.contiguous()).T.double().numpy(), ref @ X, atol=tol * scale
+        )
+        np.testing.assert_allclose(
+            op @ x.astype(np.float64 if op.dtype == torch.float64 else np.float32),
+            ref @ x,
+            atol=tol * scale,
+            rtol=0,
+        )
+
+    def test_to_dense_and_to_scipy(self) -> None:
+        op, ref = self.make()
+        tol = 1e-12 if op.dtype == torch.float64 else 1e-5
+        np.testing.assert_allclose(
+            op.to_dense().double().numpy(), ref, atol=tol * np.abs(ref).max()
+        )
+        S = op.to_scipy()
+        dense = (
+            S.toarray()
+            if sp.issparse(S)
+            else (S @ np.eye(ref.shape[1]) if isinstance(S, spla.LinearOperator) else np.asarray(S))
+        )
+        np.testing.assert_allclose(dense, ref, atol=tol * np.abs(ref).max())
+
+    def test_transpose_where_available(self) -> None:
+        op, ref = self.make()
+        try:
+            T = op.T
+        except NotImplementedError:
+            assert op.symmetric is not True
+            return
+        np.testing.assert_allclose(
+            T.to_dense().double().numpy(), ref.T, atol=1e-10 * np.abs(ref).max()
+        )
+
+    def test_symmetric_tag_is_not_wrong(self) -> None:
+        op, ref = self.make()
+        if op.symmetric is True:
+            np.testing.assert_allclose(ref, ref.T, atol=1e-12 * np.abs(ref).max())
+        if op.symmetric is False and ref.shape[0] == ref.shape[1]:
+            assert np.abs(ref - ref.T).max() > 0
+
+    def test_wrong_operand_is_rejected(self) -> None:
+        op, ref = self.make()
+        with pytest.raises(ValueError, match="pass a tensor of shape"):
+            op @ torch.zeros(ref.shape[1] + 1, dtype=op.dtype)
+        other = torch.float32 if op.dtype == torch.float64 else torch.float64
+        with pytest.raises(TypeError, match="operand is"):
+            op @ torch.zeros(ref.shape[1], dtype=other)
+
+
+class TestDense(OperatorConformance):
+    def make(self):
+        M = np.random.default_rng(1).standard_normal((7, 5))
+        return ns.as_operator(M), M
+
+
+class TestDenseSPD(OperatorConformance):
+    def make(self):
+        M = random_spd_dense(12, 50.0, seed=3)
+        return ns.as_operator(torch.from_numpy(M)), M
+
+
+class TestSparse(OperatorConformance):
+    def make(self):
+        M = random_spd_sparse(40, seed=4)
+        return ns.as_operator(M), M.toarray()
+
+
+class TestSparseNonsymmetric(OperatorConformance):
+    def make(self):
+        M = sp.random_array(
+            (30, 30), density=0.2, random_state=np.random.default_rng(5)
+        ) + sp.eye_array(30)
+        return ns.as_operator(M), M.toarray()
+
+
+class TestSparseFloat32(OperatorConformance):
+    def make(self):
+        M = random_spd_sparse(40, seed=6)
+        return ns.as_operator(M, dtype="float32"), M.toarray()
+
+
+class TestCallable(OperatorConformance):
+    def make(self):
+        M = np.random.default_rng(7).standard_normal((6, 6))
+        Mt = torch.from_numpy(M)
+        return ns.as_operator(lambda x: Mt @ x, shape=(6, 6), dtype=torch.float64), M
+
+
+class TestScipyLinearOperator(OperatorConformance):
+    def make(self):
+        M = np.random.default_rng(8).standard_normal((5, 5))
+        return ns.as_operator(spla.aslinearoperator(M)), M
+
+
+class TestDiagonal(OperatorConformance):
+    def make(self):
+        d = np.arange(1.0, 9.0)
+        return DiagonalOperator(torch.from_numpy(d)), np.diag(d)
+
+
+class TestIdentity(OperatorConformance):
+    def make(self):
+        return IdentityOperator(4), np.eye(4)
+
+
+class TestSum(OperatorConformance):
+    def make(self):
+        A = random_spd_sparse(20, seed=9)
+        B = random_spd_dense(20, 10.0, seed=10)
+        return ns.as_operator(A) + ns.as_operator(B), A.toarray() + B
+
+
+class TestScaledDifference(OperatorConformance):
+    def make(self):
+        A = random_spd_dense(9, 10.0, seed=11)
+        B = np.random.default_rng(12).standard_normal((9, 9))
+        op = 2.5 * ns.as_operator(A) - ns.as_operator(B) / 4
+        return op, 2.5 * A - B / 4
+
+
+class TestProduct(OperatorConformance):
+    def make(self):
+        A = np.random.default_rng(13).standard_normal((4, 6))
+        B = np.random.default_rng(14).standard_normal((6, 3))
+        return ns.as_operator(A) @ ns.as_operator(B), A @ B
+
+
+class TestStencilUniform(OperatorConformance):
+    def make(self):
+        prob = ns.datasets.poisson((5, 4, 3))
+        return prob.A, prob.matrix.toarray()
+
+
+class TestStencilMaskedVariable(OperatorConformance):
+    def make(self):
+        prob = ns.datasets.poisson(
+            (9, 8), bc="mixed", obstacle="spheres", coefficient="darcy", seed=2
+        )
+        return prob.A, prob.matrix.toarray()
+
+
+# ------------------------------------------------------------------------- tags and conversions
+def test_symmetry_is_checked_and_diagonal_sign_marks_non_spd() -> None:
+    A = ns.as_operator(np.array([[2.0, 1.0], [1.0, 3.0]]))
+    assert A.symmetric is True and A.positive_definite is None
+    N = ns.as_operator(np.array([[2.0, 1.0], [0.0, 3.0]]))
+    assert N.symmetric is False and N.positive_definite is False
+    neg = ns.as_operator(sp.csr_array(np.array([[2.0, 0.0], [0.0, -1.0]])))
+    assert neg.symmetric is True and neg.positive_definite is False
+
+
+def test_declared_tags_are_kept() -> None:
+    A = ns.as_operator(np.eye(3), positive_definite=True)
+    assert A.is_spd
+    f = ns.as_operator(lambda x: 2 * x, shape=(3, 3), dtype="float64").with_tags(
+        symmetric=True, positive_definite=True
+    )
+    assert f.is_spd and f.T is f
+    with pytest.raises(ValueError, match="positive_definite=True must not be symmetric=False"):
+        ns.as_operator(np.eye(2), symmetric=False, positive_definite=True)
+
+
+def test_scaling_tags() -> None:
+    A = ns.as_operator(np.eye(3), positive_definite=True)
+    assert (2.0 * A).is_spd
+    assert (-1.0 * A).positive_definite is False
+    assert (A + A).is_spd
+
+
+def test_sparse_is_converted_once_to_int32_csr() -> None:
+    A = ns.as_operator(sp.coo_array(random_spd_sparse(10, seed=1)))
+    assert isinstance(A, ns.SparseOperator)
+    assert A.csr.layout == torch.sparse_csr and A.csr.crow_indices().dtype == torch.int32
+
+
+def test_torch_sparse_inputs_are_accepted() -> None:
+    M = random_spd_sparse(15, seed=2).toarray()
+    A = ns.as_operator(torch.from_numpy(M).to_sparse())
+    np.testing.assert_allclose(A.to_dense().numpy(), M)
+
+
+def test_to_dense_refuses_huge_operators() -> None:
+    big = ns.as_operator(lambda x: x, shape=(200_000, 200_000), dtype="float64")
+    with pytest.raises(ValueError, match="to_scipy"):
+        big.to_dense()
+
+
+def test_as_operator_rejects_what_it_cannot_use() -> None:
+    with pytest.raises(TypeError, match="cannot make a linear operator from str"):
+        ns.as_operator("A")
+    with pytest.raises(TypeError, match="shape and dtype"):
+        ns.as_operator(lambda x: x)
+    with pytest.raises(TypeError, match="int64"):
+        ns.as_operator(np.eye(3, dtype=np.int64))
+    assert ns.as_operator(np.eye(3, dtype=np.int64), dtype="float64").dtype == torch.float64
+    with pytest.raises(ValueError, match="2-D"):
+        ns.as_operator(torch.zeros(3))
+    with pytest.raises(ns.NonFiniteError):
+        ns.as_operator(np.array([[1.0, np.nan], [np.nan, 1.0]]))
+    with pytest.raises(ns.NonFiniteError):
+        ns.as_operator(sp.csr_array(np.array([[1.0, np.inf], [0.0, 1.0]])))
+    with pytest.raises(TypeError, match="float16"):
+        ns.as_operator(torch.eye(3, dtype=torch.float16))
+
+
+def test_algebra_errors() -> None:
+    A = ns.as_operator(np.eye(3))
+    with pytest.raises(ValueError, match="shapes"):
+        A + ns.as_operator(np.eye(4))
+    with pytest.raises(TypeError, match="float32"):
+        A + ns.as_operator(np.eye(3, dtype=np.float32))
+    with pytest.raises(ValueError, match="multiply"):
+        A @ ns.as_operator(np.eye(4))
+
+
+def test_to_moves_dtype() -> None:
+    prob = ns.datasets.poisson((6, 6), coefficient="darcy")
+    A32 = prob.A.to(dtype=torch.float32)
+    x = torch.randn(prob.n, dtype=torch.float64)
+    np.testing.assert_allclose(
+        (A32 @ x.float()).double().numpy(), (prob.A @ x).numpy(), rtol=1e-5, atol=1e-3
+    )

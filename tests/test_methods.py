@@ -1,0 +1,83 @@
+"""Conformance: every registered method on every case, against a float64 direct solve."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import scipy.sparse.linalg as spla
+import torch
+
+import neuralsolve as ns
+
+from .conftest import CASES, make_case
+
+# cg-fused compiles a kernel per grid shape (seconds each); it has its own tests.
+METHODS = [m for m in ns.available_methods() if m != "cg-fused"]
+
+
+@pytest.mark.parametrize("method", METHODS)
+@pytest.mark.parametrize("case_name", sorted(CASES))
+def test_every_method_solves_every_case(method: str, case_name: str) -> None:
+    case = make_case(case_name)
+    rtol = 1e-9
+    res = ns.solve(case.A, case.b, method=method, rtol=rtol)
+    assert res.converged, (case_name, method, res)
+    b = case.b.numpy() if isinstance(case.b, torch.Tensor) else case.b
+    x = res.x.numpy() if isinstance(res.x, torch.Tensor) else res.x
+    assert type(res.x) is type(case.b)  # numpy in, numpy out; torch in, torch out
+    true = np.linalg.norm(b - case.matrix @ x)
+    # The stopping rule holds for the true residual, recomputed here in float64.
+    assert true <= rtol * np.linalg.norm(b) * (1 + 1e-6)
+    # Two evaluations of b - A x differ by rounding, about eps * ||A|| ||x|| / ||b||.
+    rounding = (
+        100
+        * np.finfo(np.float64).eps
+        * spla.norm(case.matrix)
+        * np.linalg.norm(x)
+        / np.linalg.norm(b)
+    )
+    assert res.stats["rel_residual"] == pytest.approx(
+        true / np.linalg.norm(b), rel=1e-6, abs=rounding
+    )
+    # Against scipy's direct solve: ||x - x*|| / ||x*|| <= cond(A) * rtol; cond <= 1e4 here.
+    x_ref = spla.spsolve(case.matrix.tocsc(), b)
+    assert np.linalg.norm(x - x_ref) <= 1e-4 * np.linalg.norm(x_ref)
+    # The result's shapes and history follow the contract.
+    assert res.residual_norms.ndim == 1
+    assert len(res.residual_norms) == res.iterations + 1
+    assert res.residual_norms[0] == pytest.approx(np.linalg.norm(b), rel=1e-10)
+    assert res.stats["method"] == method
+    assert res.stats["setup_s"] >= 0 and res.stats["solve_s"] >= 0
+
+
+@pytest.mark.parametrize(
+    "method", ["cg", "pcg-jacobi", "pcg-ic", "pcg-amg", "fcg", "scipy-cg", "pyamg-sa", "direct"]
+)
+def test_block_right_hand_sides_converge_per_column(method: str) -> None:
+    prob = ns.datasets.poisson((10, 10, 10), bc="mixed", obstacle="spheres", seed=2)
+    B = prob.random_rhs(3, seed=1)
+    B[:, 1] *= 1e-3  # columns of very different scales converge on their own
+    res = ns.solve(prob.A, B, method=method, rtol=1e-8)
+    assert res.converged
+    assert res.x.shape == B.shape
+    assert res.residual_norms.shape == (res.iterations + 1, 3)
+    assert len(res.column_iterations) == 3 and len(res.column_status) == 3
+    R = B.numpy() - prob.matrix @ res.x.numpy()
+    assert np.all(
+        np.linalg.norm(R, axis=0) <= 1e-8 * np.linalg.norm(B.numpy(), axis=0) * (1 + 1e-6)
+    )
+    # Each column equals the single-vector solve of that column.
+    for j in range(3):
+        single = ns.solve(prob.A, B[:, j].contiguous(), method=method, rtol=1e-8)
+        assert single.iterations == res.column_iterations[j]
+        # Same iterations on the same data: equal up to rounding amplified over the iterations.
+        diff = np.linalg.norm(res.x[:, j].numpy() - single.x.numpy())
+        assert diff <= 1e-8 * np.linalg.norm(single.x.numpy())
+
+
+def test_float32_solves_converge() -> None:
+    prob = ns.datasets.poisson((12, 12, 12), bc="mixed", obstacle="spheres").to(dtype=torch.float32)
+    for method in ("cg", "pcg-jacobi", "pcg-ic", "pcg-amg"):
+        res = ns.solve(prob.A, prob.b, method=method, rtol=1e-5)
+        assert res.converged, method
+        assert res.x.dtype == torch.float32
