@@ -44,6 +44,19 @@ class PreparedSystem:
     def k(self) -> int:
         return self.B.shape[0]
 
+    def split(self, size: int) -> list[PreparedSystem]:
+        """The columns in groups of ``size`` (torch blocks, for solving group by group)."""
+        return [
+            PreparedSystem(
+                A=self.A,
+                B=self.B[i : i + size],
+                X0=None if self.X0 is None else self.X0[i : i + size],
+                vector=False,
+                numpy_out=False,
+            )
+            for i in range(0, self.k, size)
+        ]
+
     def wrap(self, Xt: torch.Tensor) -> Any:
         """Return a batch-first block ``(k, n)`` in the form ``b`` came in."""
         x = Xt.reshape(-1) if self.vector else Xt.T

@@ -221,6 +221,7 @@ def fused_cg(
     extra = {
         **extra,
         "k": k,
+        "column_block": k,
         "dtype": str(op.dtype).replace("torch.", ""),
         "device": str(op.device),
     }

@@ -21,9 +21,11 @@ subspace iterative methods", SIAM J. Sci. Comput. 22 (2000).
 
 from __future__ import annotations
 
+import functools
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, ClassVar
 
 import torch
@@ -35,9 +37,30 @@ from neuralsolve.stencil import StencilOperator
 from neuralsolve.validation import PreparedSystem, check_tolerances, prepare_system
 
 from .precond import ApplyFn, make_preconditioner, resolve_preconditioner
-from .tracking import Callback, ColumnTracker, IterationInfo, rowdot, rownorm
+from .tracking import Callback, ColumnTracker, IterationInfo, merge_results, rowdot, rownorm
 
 __all__ = ["CG", "FlexibleCG", "require_spd"]
+
+
+# Vectors of length n a CG column keeps in memory (x, r, p, A p, b, z).
+WORKING_VECTORS = 6
+
+
+@functools.cache
+def cpu_cache_bytes() -> int:
+    """The largest CPU cache (L2/L3) from Linux sysfs; 32 MiB where it cannot be read."""
+    best = 0
+    for index in Path("/sys/devices/system/cpu/cpu0/cache").glob("index*"):
+        try:
+            level = int((index / "level").read_text())
+            text = (index / "size").read_text().strip().upper()
+        except (OSError, ValueError):
+            continue
+        scale = {"K": 2**10, "M": 2**20, "G": 2**30}.get(text[-1:], 1)
+        digits = text[:-1] if text[-1:] in "KMG" else text
+        if level >= 2 and digits.isdigit():
+            best = max(best, int(digits) * scale)
+    return best or 32 * 2**20
 
 
 def require_spd(op: LinearOperator, method: str) -> None:
@@ -78,6 +101,7 @@ class _KrylovBase:
     preconditioner_options: Mapping[str, Any] = field(default_factory=dict)
     true_residual_every: int = 50
     check_spd: bool = True
+    column_block: int | str = "auto"
 
     flexible: ClassVar[bool] = False
     family: ClassVar[str] = "cg"
@@ -87,6 +111,14 @@ class _KrylovBase:
         if not isinstance(self.true_residual_every, int) or self.true_residual_every < 1:
             raise ValueError(
                 f"true_residual_every must be a positive integer, got {self.true_residual_every!r}"
+            )
+        if self.column_block != "auto" and (
+            isinstance(self.column_block, bool)
+            or not isinstance(self.column_block, int)
+            or self.column_block < 1
+        ):
+            raise ValueError(
+                f"column_block must be 'auto' or a positive integer, got {self.column_block!r}"
             )
         if self.preconditioner is not None and not isinstance(self.preconditioner, str):
             raise TypeError(
@@ -148,7 +180,20 @@ class _KrylovBase:
         else:
             apply_M, extra = resolve_preconditioner(M, system.A)
         setup_s = time.perf_counter() - t_setup
-        return self._iterate(system, apply_M, callback, setup_s, extra)
+        block = self._column_block(system) if callback is None else system.k
+        if system.k <= block:
+            return self._iterate(system, apply_M, callback, setup_s, extra)
+        parts = [self._iterate(part, apply_M, None, setup_s, extra) for part in system.split(block)]
+        return merge_results(parts, system, setup_s=setup_s, column_block=block)
+
+    def _column_block(self, system: PreparedSystem) -> int:
+        """How many columns to iterate together (see ``column_block``)."""
+        if self.column_block != "auto":
+            return int(self.column_block)
+        if system.A.device.type != "cpu":
+            return system.k
+        per_column = system.B.shape[1] * system.B.element_size() * WORKING_VECTORS
+        return max(1, min(system.k, cpu_cache_bytes() // 2 // per_column))
 
     # ------------------------------------------------------------------ the loop
     def _iterate(
@@ -186,6 +231,7 @@ class _KrylovBase:
         extra = {
             **extra,
             "k": k,
+            "column_block": k,
             "dtype": str(op.dtype).replace("torch.", ""),
             "device": str(op.device),
         }
@@ -308,6 +354,12 @@ class CG(_KrylovBase):
         residual drifting away from the true one at the dtype's precision).
     check_spd : bool
         Refuse operators tagged not SPD (``NotSPDError``); ``False`` runs anyway.
+    column_block : "auto" or int
+        For a block ``b`` of ``k`` columns: how many iterate together. ``"auto"``: on a CPU, as
+        many as fit in half the largest cache (a 64^3 column needs ~12 MB; iterating 8 of them
+        together ran 2x slower than one at a time on a 32 MB-L3 machine, while at 32^3 the
+        block ran 1.85x faster); on other devices all of them. ``stats["column_block"]`` says
+        what was used. A callback turns blocking off.
     fused : bool
         Run fused iterations compiled with ``torch.compile`` (stencil operators, no
         preconditioner or Jacobi): about 3x less memory traffic per iteration; the first call

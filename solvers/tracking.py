@@ -14,13 +14,14 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import torch
 
 from neuralsolve.result import SolveResult, Status, combine_status
 
-__all__ = ["ColumnTracker", "IterationInfo", "rowdot", "rownorm"]
+__all__ = ["ColumnTracker", "IterationInfo", "merge_results", "rowdot", "rownorm"]
 
 STALL_CHECKS = 3
 STALL_FACTOR = 0.5
@@ -216,3 +217,50 @@ class ColumnTracker:
             column_status=None if single else statuses,
             column_iterations=None if single else tuple(self.iterations),
         )
+
+
+def merge_results(
+    parts: list[SolveResult], system: Any, *, setup_s: float, column_block: int
+) -> SolveResult:
+    """One result from the results of solving a block's columns group by group.
+
+    Histories of different lengths are padded with each column's last value; the solve time
+    is the sum over the groups, and the per-iteration times are spread evenly over it.
+    """
+    statuses: list[Status] = []
+    iterations: list[int] = []
+    histories = []
+    for p in parts:
+        statuses += list(p.column_status) if p.column_status is not None else [p.status]
+        iterations += (
+            list(p.column_iterations) if p.column_iterations is not None else [p.iterations]
+        )
+        histories.append(
+            p.residual_norms if p.residual_norms.ndim == 2 else p.residual_norms[:, None]
+        )
+    length = max(h.shape[0] for h in histories)
+    hist = np.concatenate(
+        [np.concatenate([h, np.repeat(h[-1:], length - h.shape[0], axis=0)]) for h in histories],
+        axis=1,
+    )
+    X = torch.cat([p.x for p in parts], dim=1)  # (n, k)
+    solve_s = sum(float(p.stats["solve_s"]) for p in parts)
+    stats = dict(parts[0].stats)
+    stats.update(
+        setup_s=setup_s,
+        solve_s=solve_s,
+        matvecs=sum(int(p.stats["matvecs"]) for p in parts),
+        rel_residual=max(float(p.stats["rel_residual"]) for p in parts),
+        elapsed=list(np.linspace(0.0, solve_s, length)),
+        k=len(statuses),
+        column_block=column_block,
+    )
+    return SolveResult(
+        x=system.wrap(X.T),
+        status=combine_status(statuses),
+        iterations=max(iterations),
+        residual_norms=hist,
+        stats=stats,
+        column_status=tuple(statuses),
+        column_iterations=tuple(iterations),
+    )

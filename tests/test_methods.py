@@ -81,3 +81,22 @@ def test_float32_solves_converge() -> None:
         res = ns.solve(prob.A, prob.b, method=method, rtol=1e-5)
         assert res.converged, method
         assert res.x.dtype == torch.float32
+
+
+def test_column_blocks_give_the_same_answer_as_one_block() -> None:
+    prob = ns.datasets.poisson((12, 12, 10), bc="mixed", obstacle="spheres", seed=1)
+    B = prob.random_rhs(5, seed=2)
+    together = ns.solve(prob.A, B, rtol=1e-9, column_block=5)
+    blocked = ns.solve(prob.A, B, rtol=1e-9, column_block=2)
+    assert blocked.stats["column_block"] == 2 and together.stats["column_block"] == 5
+    assert blocked.column_iterations == together.column_iterations
+    assert (
+        blocked.residual_norms.shape
+        == together.residual_norms.shape
+        == (together.iterations + 1, 5)
+    )
+    np.testing.assert_allclose(blocked.residual_norms, together.residual_norms, rtol=1e-8)
+    np.testing.assert_allclose(blocked.x.numpy(), together.x.numpy(), rtol=1e-9, atol=1e-12)
+    assert blocked.stats["matvecs"] > together.stats["matvecs"]  # each block pays its own products
+    with pytest.raises(ValueError, match="column_block"):
+        ns.solve(prob.A, B, column_block=0)

@@ -1,0 +1,376 @@
+"""The ``neuralsolve`` command: ``solve``, ``bench``, ``methods``, ``problems``, ``info``.
+
+Exit codes: 0 success, 1 a solve that did not converge, 2 bad input or usage.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+__all__ = ["main"]
+
+EPILOG_SOLVE = """\
+examples:
+  neuralsolve solve system.mtx --method pcg-amg --rtol 1e-8 --out x.npy
+  neuralsolve solve mesh.msh --method pcg-ic --out u.vtu        # P1 Poisson on the mesh, f = 1, u = 0 on the boundary
+  neuralsolve solve --problem obstacle3d --n 64 --method pcg-amg --json
+
+A system file is Matrix Market (.mtx, with an optional sibling <name>_b.mtx), scipy .npz or the
+project's HDF5 layout (.h5); a mesh (.msh, .vtu, .xdmf, ...) is read with meshio. Without a
+right-hand side, b = A @ ones (so the exact solution is all ones and the error is reported).
+"""
+
+EPILOG_BENCH = """\
+examples:
+  neuralsolve bench                                   # the default set: poisson3d 32^3 and 64^3, neumann3d 64^3
+  neuralsolve bench --problem obstacle3d --n 32 --n 64 --methods cg,pcg-ic,pcg-amg,pyamg-sa
+  neuralsolve bench --problem poisson3d:128 --threads 2 --repeat 3
+  neuralsolve bench --problem system.mtx --rtol 1e-8
+
+Writes a table to stdout, the JSON report and a PNG convergence plot (residual vs iteration and
+vs seconds) to --out-dir. Times on a shared machine are noisy: compare the ratios of one run.
+"""
+
+
+def _add_runtime_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--device", default="cpu", help="torch device for the torch methods (default: cpu)"
+    )
+    p.add_argument(
+        "--dtype",
+        default="float64",
+        choices=["float32", "float64"],
+        help="working precision (default: float64)",
+    )
+    p.add_argument(
+        "--threads", type=int, default=None, help="torch.set_num_threads (default: torch's choice)"
+    )
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from ._version import __version__
+
+    parser = argparse.ArgumentParser(
+        prog="neuralsolve",
+        description="Solve PDEs and their linear systems with classical and learned methods, and benchmark them.",
+    )
+    parser.add_argument("--version", action="version", version=f"neuralsolve {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+
+    s = sub.add_parser(
+        "solve",
+        help="solve a linear system from a file, a mesh or the gallery",
+        description="Solve A x = b and report status, iterations, times and the true residual.",
+        epilog=EPILOG_SOLVE,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    s.add_argument(
+        "system", nargs="?", help="system file (.mtx, .npz, .h5) or mesh (.msh, .vtu, ...)"
+    )
+    s.add_argument(
+        "--problem", help="a gallery problem instead of a file (see `neuralsolve problems`)"
+    )
+    s.add_argument(
+        "--n", type=int, default=32, help="cells per axis of a gallery problem (default: 32)"
+    )
+    s.add_argument("--rhs", help="right-hand side file (.npy, .mtx, .h5 with dataset b)")
+    s.add_argument(
+        "--method", default="cg", help="method name (see `neuralsolve methods`; default: cg)"
+    )
+    s.add_argument("--rtol", type=float, default=1e-6, help="relative tolerance (default: 1e-6)")
+    s.add_argument("--atol", type=float, default=0.0, help="absolute tolerance (default: 0)")
+    s.add_argument("--max-iters", type=int, default=None, help="iteration limit (default: 10 n)")
+    s.add_argument(
+        "--out", help="write the solution: .npy, .h5, or .vtu/.xdmf for meshes and gallery grids"
+    )
+    s.add_argument("--json", action="store_true", help="print the report as JSON")
+    _add_runtime_args(s)
+    s.set_defaults(func=_cmd_solve)
+
+    b = sub.add_parser(
+        "bench",
+        help="convergence benchmark of every method on the same problems",
+        description="Run methods on gallery problems or system files: table, JSON and convergence plot.",
+        epilog=EPILOG_BENCH,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    b.add_argument(
+        "--problem",
+        action="append",
+        help=(
+            "gallery name, name:N, or a system/mesh file (repeatable; "
+            "default: poisson3d:32, poisson3d:64, neumann3d:64)"
+        ),
+    )
+    b.add_argument(
+        "--n", type=int, action="append", help="cells per axis for the named problems (repeatable)"
+    )
+    b.add_argument("--methods", help="comma-separated method names (default: all but fcg)")
+    b.add_argument("--rtol", type=float, default=1e-6, help="relative tolerance (default: 1e-6)")
+    b.add_argument(
+        "--rhs",
+        type=int,
+        default=1,
+        help="right-hand sides per problem, solved as a batch (default: 1)",
+    )
+    b.add_argument(
+        "--repeat",
+        type=int,
+        default=1,
+        help="solves per method; the median time is reported (default: 1)",
+    )
+    b.add_argument(
+        "--seed", type=int, default=0, help="seed of geometry and right-hand sides (default: 0)"
+    )
+    b.add_argument("--max-iters", type=int, default=None, help="iteration limit per solve")
+    b.add_argument(
+        "--out-dir",
+        default="bench-out",
+        help="where bench.json and bench.png go (default: bench-out)",
+    )
+    b.add_argument("--json", help="path of the JSON report (default: OUT_DIR/bench.json)")
+    b.add_argument("--plot", help="path of the PNG plot (default: OUT_DIR/bench.png)")
+    b.add_argument("--no-plot", action="store_true", help="skip the plot")
+    b.add_argument("--no-progress", action="store_true", help="no progress bar")
+    _add_runtime_args(b)
+    b.set_defaults(func=_cmd_bench)
+
+    m = sub.add_parser("methods", help="list the solver methods")
+    m.set_defaults(func=_cmd_methods)
+    p = sub.add_parser("problems", help="list the gallery problems")
+    p.set_defaults(func=_cmd_problems)
+    i = sub.add_parser("info", help="versions, threads and devices")
+    i.set_defaults(func=_cmd_info)
+    return parser
+
+
+# ----------------------------------------------------------------------------- solve
+def _cmd_solve(args: argparse.Namespace) -> int:
+    import numpy as np
+    import torch
+
+    import neuralsolve as ns
+
+    if args.threads is not None:
+        torch.set_num_threads(args.threads)
+    dtype = getattr(torch, args.dtype)
+    problem = None
+    if args.problem:
+        if args.system:
+            raise ValueError("give either a system file or --problem, not both")
+        problem = ns.datasets.make_problem(args.problem, args.n).to(device=args.device, dtype=dtype)
+        A, b, source = problem.A, problem.b, f"{problem.name} (gallery)"
+    elif args.system:
+        A_raw, b_raw, problem = ns.datasets.load_problem(args.system)
+        A = ns.as_operator(A_raw, dtype=dtype, device=args.device)
+        b = (
+            None
+            if b_raw is None
+            else torch.as_tensor(np.asarray(b_raw), dtype=dtype, device=args.device)
+        )
+        source = args.system
+    else:
+        raise ValueError(
+            "nothing to solve: give a system file or --problem NAME (see `neuralsolve solve --help`)"
+        )
+    exact = None
+    if args.rhs:
+        b = torch.as_tensor(ns.datasets.read_rhs(args.rhs), dtype=dtype, device=args.device)
+    if b is None:
+        exact = torch.ones(A.shape[0], dtype=dtype, device=args.device)
+        b = A @ exact
+        if not args.json:
+            print(
+                "no right-hand side given: using b = A @ ones (exact solution: ones)",
+                file=sys.stderr,
+            )
+    res = ns.solve(
+        A, b, method=args.method, rtol=args.rtol, atol=args.atol, max_iters=args.max_iters
+    )
+    x = res.x
+    report: dict[str, Any] = {
+        "system": source,
+        "unknowns": A.shape[0],
+        "method": args.method,
+        "status": res.status.value,
+        "converged": res.converged,
+        "iterations": res.iterations,
+        "setup_s": res.stats["setup_s"],
+        "solve_s": res.stats["solve_s"],
+        "rel_residual": res.stats["rel_residual"],
+        "dtype": args.dtype,
+        "device": args.device,
+    }
+    if exact is not None:
+        report["rel_error"] = float(
+            torch.linalg.vector_norm(x - exact) / torch.linalg.vector_norm(exact)
+        )
+    if args.out:
+        ns.datasets.write_solution(args.out, x, problem=problem)
+        report["out"] = args.out
+    if args.json:
+        print(json.dumps(report, indent=1))
+    else:
+        print(f"system      {source}: {A.shape[0]:,} unknowns ({args.dtype}, {args.device})")
+        print(f"method      {args.method}")
+        print(f"status      {res.status}")
+        print(f"iterations  {res.iterations}")
+        print(f"setup       {res.stats['setup_s']:.4g} s")
+        print(f"solve       {res.stats['solve_s']:.4g} s")
+        print(f"residual    ||b - A x|| / ||b|| = {res.stats['rel_residual']:.3e} (true residual)")
+        if "rel_error" in report:
+            print(f"error       ||x - 1|| / ||1|| = {report['rel_error']:.3e}")
+        if args.out:
+            print(f"wrote       {args.out}")
+    return 0 if res.converged else 1
+
+
+# ----------------------------------------------------------------------------- bench
+def _problem_specs(args: argparse.Namespace) -> list[tuple[str, int | None]]:
+    from .bench import DEFAULT_PROBLEMS
+    from .datasets import PROBLEMS
+
+    if not args.problem and not args.n:
+        return list(DEFAULT_PROBLEMS)
+    names = args.problem or ["poisson3d", "neumann3d"]
+    specs: list[tuple[str, int | None]] = []
+    for name in names:
+        if ":" in name and name.split(":", 1)[0] in PROBLEMS:
+            base, n = name.split(":", 1)
+            if not n.isdigit():
+                raise ValueError(f"bad problem spec {name!r}: use NAME:N, e.g. poisson3d:64")
+            specs.append((base, int(n)))
+        elif name in PROBLEMS:
+            sizes = args.n or ([32, 64] if PROBLEMS[name]["dim"] == 3 else [128, 256])
+            specs += [(name, n) for n in sizes]
+        elif Path(name).exists():
+            specs.append((name, None))
+        else:
+            raise ValueError(
+                f"unknown problem {name!r}: not a gallery name ({', '.join(PROBLEMS)}) and no such file"
+            )
+    return specs
+
+
+def _cmd_bench(args: argparse.Namespace) -> int:
+    from .bench import (
+        DEFAULT_METHODS,
+        BenchConfig,
+        format_table,
+        plot_report,
+        run_benchmark,
+        write_report,
+    )
+
+    methods = (
+        tuple(m.strip() for m in args.methods.split(",") if m.strip())
+        if args.methods
+        else DEFAULT_METHODS
+    )
+    config = BenchConfig(
+        problems=tuple(_problem_specs(args)),
+        methods=methods,
+        rtol=args.rtol,
+        rhs=args.rhs,
+        device=args.device,
+        dtype=args.dtype,
+        threads=args.threads,
+        repeat=args.repeat,
+        seed=args.seed,
+        max_iters=args.max_iters,
+    )
+    interactive = sys.stderr.isatty() and not args.no_progress
+
+    def announce(r: dict[str, Any]) -> None:
+        if interactive or args.no_progress:
+            return
+        what = (
+            r.get("skipped")
+            or r.get("error")
+            or f"{r['status']}, {r['iterations']} it, solve {r['solve_s']:.3f} s"
+        )
+        print(f"  {r['problem']}-{r['n']} {r['method']}: {what}", file=sys.stderr, flush=True)
+
+    report = run_benchmark(config, progress=interactive, on_result=announce)
+    print(format_table(report))
+    out_dir = Path(args.out_dir)
+    json_path = Path(args.json) if args.json else out_dir / "bench.json"
+    write_report(report, json_path)
+    print(f"\nwrote {json_path}")
+    if not args.no_plot:
+        plot_path = plot_report(report, Path(args.plot) if args.plot else out_dir / "bench.png")
+        print(f"wrote {plot_path}")
+    return 0
+
+
+# ----------------------------------------------------------------------------- listings
+def _cmd_methods(args: argparse.Namespace) -> int:
+    from .solvers import METHODS
+
+    width = max(map(len, METHODS))
+    for name, spec in METHODS.items():
+        print(f"{name.ljust(width)}  [{spec.backend}]  {spec.summary}")
+    return 0
+
+
+def _cmd_problems(args: argparse.Namespace) -> int:
+    from .datasets import available_problems
+
+    problems = available_problems()
+    width = max(map(len, problems))
+    for name, doc in problems.items():
+        print(f"{name.ljust(width)}  {doc}")
+    return 0
+
+
+def _cmd_info(args: argparse.Namespace) -> int:
+    import torch
+
+    from ._version import __version__
+    from .bench import _cpu_name
+    from .solvers.ichol import native_trisolve_available
+
+    print(f"neuralsolve {__version__}, torch {torch.__version__}")
+    print(f"cpu         {_cpu_name()}, torch threads {torch.get_num_threads()}")
+    print(
+        f"cuda        {torch.cuda.is_available()}"
+        + (f" ({torch.cuda.get_device_name(0)})" if torch.cuda.is_available() else "")
+    )
+    print(
+        f"sparse triangular solve on cpu: {'native' if native_trisolve_available(torch.device('cpu')) else 'levels'}"
+    )
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of the ``neuralsolve`` console script."""
+    from .errors import DataFormatError, NonFiniteError, NotSPDError
+
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.command is None:
+        parser.print_help()
+        return 2
+    try:
+        return int(args.func(args))
+    except (
+        ValueError,
+        TypeError,
+        FileNotFoundError,
+        DataFormatError,
+        NonFiniteError,
+        NotSPDError,
+    ) as exc:
+        print(f"neuralsolve {args.command}: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())
