@@ -109,7 +109,6 @@ class PoissonProblem:
     null_space: torch.Tensor | None = None
     pinned: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
     regions: np.ndarray | None = None
-    _matrix: sp.csr_array | None = field(default=None, repr=False)
 
     @property
     def n(self) -> int:
@@ -118,10 +117,9 @@ class PoissonProblem:
 
     @property
     def matrix(self) -> sp.csr_array:
-        """The same operator assembled as a scipy CSR matrix (built once, then cached)."""
-        if self._matrix is None:
-            self._matrix = self.A.to_scipy()
-        return self._matrix
+        """The same operator assembled as a scipy CSR matrix (built once and cached on ``A``;
+        do not modify it in place)."""
+        return self.A.to_scipy()
 
     @property
     def dirichlet_mask(self) -> np.ndarray:
@@ -175,7 +173,6 @@ class PoissonProblem:
             else self.null_space.to(device=A.device, dtype=A.dtype),
             pinned=self.pinned,
             regions=self.regions,
-            _matrix=None if dt not in (None, torch.float64) else self._matrix,
         )
 
 

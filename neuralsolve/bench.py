@@ -87,6 +87,9 @@ class BenchConfig:
     direct_max_unknowns : int
         ``direct`` is skipped (with the reason recorded) above this many unknowns: sparse LU
         fill grows fast in 3-D (64^3 took 507 s and 21 GB on the development machine).
+    sequential : bool
+        With ``rhs > 1``: also solve the columns one at a time and report ``sequential_s``
+        (the sum of their solve times) and ``batch_speedup = sequential_s / solve_s``.
     """
 
     problems: Sequence[tuple[str, int | None]] = DEFAULT_PROBLEMS
@@ -100,6 +103,7 @@ class BenchConfig:
     seed: int = 0
     max_iters: int | None = None
     direct_max_unknowns: int = 120_000
+    sequential: bool = False
     options: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -274,6 +278,20 @@ def _one(method: str, A: Any, b: torch.Tensor, matrix: Any, config: BenchConfig)
             )
         runs.append(float(res.stats["solve_s"]))
     assert first is not None
+    sequential = None
+    if config.sequential and b.ndim == 2 and b.shape[1] > 1:
+        singles = [
+            solve(
+                A,
+                b[:, j].contiguous(),
+                method=method,
+                rtol=config.rtol,
+                max_iters=config.max_iters,
+                **options,
+            )
+            for j in range(b.shape[1])
+        ]
+        sequential = sum(float(s.stats["solve_s"]) for s in singles)
     b64 = b.detach().cpu().double().numpy()
     x64 = (first.x.detach().cpu().numpy() if isinstance(first.x, torch.Tensor) else first.x).astype(
         np.float64
@@ -300,6 +318,14 @@ def _one(method: str, A: Any, b: torch.Tensor, matrix: Any, config: BenchConfig)
         "elapsed": [float(t) for t in first.stats.get("elapsed", [])],
         "peak_mb": None if peak.peak_mb is None else round(peak.peak_mb, 1),
         "stats": extra,
+        **(
+            {}
+            if sequential is None
+            else {
+                "sequential_s": sequential,
+                "batch_speedup": sequential / max(statistics.median(runs), 1e-12),
+            }
+        ),
     }
 
 
@@ -369,12 +395,13 @@ def _fmt(v: float | None, spec: str) -> str:
 
 def format_table(report: dict[str, Any]) -> str:
     """The results as an aligned text table (one row per problem and method)."""
-    rows = []
+    results = report["results"]
     scipy_time = {
         (r["problem"], r["n"]): r["solve_s"]
-        for r in report["results"]
+        for r in results
         if r["method"] == "scipy-cg" and "solve_s" in r
     }
+    batched = any("batch_speedup" in r for r in results)
     header = [
         "problem",
         "unknowns",
@@ -385,42 +412,37 @@ def format_table(report: dict[str, Any]) -> str:
         "solve s",
         "rel resid",
         "peak MB",
-        "vs scipy-cg",
     ]
-    for r in report["results"]:
-        problem = r["problem"] + ("" if r["n"] is None else f"-{r['n']}")
+    header += ["vs scipy-cg"] + (["sequential s", "batch speedup"] if batched else [])
+    rows = []
+    for r in results:
+        row = [
+            r["problem"] + ("" if r["n"] is None else f"-{r['n']}"),
+            str(r["unknowns"]),
+            r["method"],
+        ]
         if "skipped" in r or "error" in r:
             rows.append(
-                [
-                    problem,
-                    str(r["unknowns"]),
-                    r["method"],
-                    "skipped" if "skipped" in r else "error",
-                    "-",
-                    "-",
-                    "-",
-                    "-",
-                    "-",
-                    "-",
-                ]
+                row + ["skipped" if "skipped" in r else "error"] + ["-"] * (len(header) - 4)
             )
             continue
         ref = scipy_time.get((r["problem"], r["n"]))
-        ratio = f"{r['solve_s'] / ref:.2f}x" if ref else "-"
-        rows.append(
-            [
-                problem,
-                str(r["unknowns"]),
-                r["method"],
-                "ok" if r["converged"] else r["status"],
-                str(r["iterations"]),
-                _fmt(r["setup_s"], ".3f"),
-                _fmt(r["solve_s"], ".3f"),
-                _fmt(r["rel_residual"], ".1e"),
-                _fmt(r["peak_mb"], ".0f"),
-                ratio,
+        row += [
+            "ok" if r["converged"] else r["status"],
+            str(r["iterations"]),
+            _fmt(r["setup_s"], ".3f"),
+            _fmt(r["solve_s"], ".3f"),
+            _fmt(r["rel_residual"], ".1e"),
+            _fmt(r["peak_mb"], ".0f"),
+            f"{r['solve_s'] / ref:.2f}x" if ref else "-",
+        ]
+        if batched:
+            speedup = r.get("batch_speedup")
+            row += [
+                _fmt(r.get("sequential_s"), ".3f"),
+                "-" if speedup is None else f"{speedup:.2f}x",
             ]
-        )
+        rows.append(row)
     widths = [
         max(len(h), *(len(row[i]) for row in rows)) if rows else len(h)
         for i, h in enumerate(header)
@@ -430,7 +452,7 @@ def format_table(report: dict[str, Any]) -> str:
     lines += ["  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)) for row in rows]
     notes = [
         f"  {r['method']} on {r['problem']}: {r.get('skipped') or r.get('error')}"
-        for r in report["results"]
+        for r in results
         if "skipped" in r or "error" in r
     ]
     meta = report["meta"]

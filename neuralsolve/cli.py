@@ -118,6 +118,11 @@ def build_parser() -> argparse.ArgumentParser:
         help="right-hand sides per problem, solved as a batch (default: 1)",
     )
     b.add_argument(
+        "--sequential",
+        action="store_true",
+        help="with --rhs K > 1: also solve the K columns one by one and report the batch speedup",
+    )
+    b.add_argument(
         "--repeat",
         type=int,
         default=1,
@@ -282,6 +287,7 @@ def _cmd_bench(args: argparse.Namespace) -> int:
         repeat=args.repeat,
         seed=args.seed,
         max_iters=args.max_iters,
+        sequential=args.sequential,
     )
     interactive = sys.stderr.isatty() and not args.no_progress
 

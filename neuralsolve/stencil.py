@@ -162,6 +162,7 @@ class StencilOperator(LinearOperator):
         super().__init__((n, n), dtype, device, symmetric=True, positive_definite=positive_definite)
         self.grid_shape = grid
         self.mask = mask
+        self._csr_cache: sp.csr_array | None = None
         self._flat_active: torch.Tensor | None = (
             None if mask is None else torch.nonzero(mask.reshape(-1), as_tuple=False).reshape(-1)
         )
@@ -297,37 +298,48 @@ class StencilOperator(LinearOperator):
         return tuple(out)
 
     def to_scipy(self) -> sp.csr_array:
-        """Assemble the same operator as a CSR matrix over the active cells."""
+        """The same operator assembled as a CSR matrix over the active cells.
+
+        Built once from the stencil's diagonals and cached on the operator (do not modify the
+        returned matrix; copy it first).
+        """
+        if self._csr_cache is None:
+            self._csr_cache = self._assemble()
+        return self._csr_cache
+
+    def _assemble(self) -> sp.csr_array:
         grid = self.grid_shape
         ncell = int(np.prod(grid))
-        if self.mask is None:
-            index = np.arange(ncell).reshape(grid)
-        else:
-            index = np.full(ncell, -1, dtype=np.int64)
-            index[self._flat_active.cpu().numpy()] = np.arange(self.shape[0])
-            index = index.reshape(grid)
+        strides = np.cumprod((1, *grid[::-1]))[:-1][::-1]  # C-order strides of the flat grid
         np_dtype = np.float64 if self.dtype == torch.float64 else np.float32
-        diag = self.diagonal().detach().cpu().numpy().astype(np_dtype)
-        rows = [np.arange(self.shape[0])]
-        cols = [np.arange(self.shape[0])]
-        vals = [diag]
+        bands = [self.diagonal_grid().detach().cpu().numpy().astype(np_dtype).reshape(-1)]
+        offsets = [0]
         for a, w in enumerate(self.face_weights()):
             if grid[a] == 1:
                 continue
-            lo = index[_axis_slice(len(grid), a, slice(0, -1))].reshape(-1)
-            hi = index[_axis_slice(len(grid), a, slice(1, None))].reshape(-1)
-            wv = w.detach().cpu().numpy().reshape(-1).astype(np_dtype)
-            keep = (lo >= 0) & (hi >= 0) & (wv != 0)
-            lo, hi, wv = lo[keep], hi[keep], wv[keep]
-            rows += [lo, hi]
-            cols += [hi, lo]
-            vals += [-wv, -wv]
-        n = self.shape[0]
-        mat = sp.coo_array(
-            (np.concatenate(vals), (np.concatenate(rows), np.concatenate(cols))), shape=(n, n)
-        ).tocsr()
-        mat.sort_indices()
-        return mat
+            # The coupling of cell c with c + e_a sits on the diagonal at offset stride_a of the
+            # full grid's matrix; cells on the last layer of axis a have no such neighbour.
+            band = np.zeros(grid, dtype=np_dtype)
+            band[_axis_slice(len(grid), a, slice(0, -1))] = -w.detach().cpu().numpy()
+            band = band.reshape(-1)[: ncell - strides[a]]
+            bands += [band, band]
+            offsets += [int(strides[a]), -int(strides[a])]
+        full = sp.csr_array(
+            sp.dia_array((_dia_data(bands, offsets, ncell), offsets), shape=(ncell, ncell))
+        )
+        if self.mask is not None:
+            active = self._flat_active.cpu().numpy()
+            full = sp.csr_array(full[active][:, active])
+        full.eliminate_zeros()
+        full.sort_indices()
+        return full
+
+    def checkerboard(self) -> np.ndarray:
+        """A proper 2-colouring of the unknowns' coupling graph (cell-index parity): a 5/7-point
+        stencil only couples cells of different parity."""
+        parity = np.indices(self.grid_shape).sum(axis=0) % 2
+        flat = parity.reshape(-1)
+        return flat if self.mask is None else flat[self._flat_active.cpu().numpy()]
 
     def _to(self, device: torch.device, dtype: torch.dtype) -> LinearOperator:
         if self._diag is None:
@@ -351,6 +363,18 @@ class StencilOperator(LinearOperator):
         kind = "uniform" if self.is_uniform else "variable"
         masked = "" if self.mask is None else f", {self.shape[0]} active cells"
         return f"<StencilOperator grid={self.grid_shape} ({kind}{masked}) dtype={self.dtype} device={self.device}>"
+
+
+def _dia_data(bands: list[np.ndarray], offsets: list[int], n: int) -> np.ndarray:
+    """scipy's DIA storage: row ``i`` of the data holds diagonal ``offsets[i]`` indexed by
+    column (so a super-diagonal starts at column ``offset``)."""
+    data = np.zeros((len(bands), n), dtype=bands[0].dtype)
+    for row, (band, off) in enumerate(zip(bands, offsets, strict=True)):
+        if off >= 0:
+            data[row, off : off + band.size] = band
+        else:
+            data[row, : band.size] = band
+    return data
 
 
 def apply_padded(up: torch.Tensor, coeffs: dict[str, object]) -> torch.Tensor:

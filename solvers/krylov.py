@@ -257,7 +257,8 @@ class _KrylovBase:
         callback: Callback | None,
     ) -> None:
         flexible = self.flexible
-        Z = apply_M(R) if apply_M is not None else R
+        Zbuf = torch.empty_like(R) if apply_M is not None else None  # one buffer for M r
+        Z = apply_M(R, Zbuf) if apply_M is not None else R
         rz = rowdot(R, Z) if apply_M is not None else rr
         if apply_M is not None:
             tracker.stop_nonpositive(rz, Status.PRECONDITIONER_INDEFINITE)
@@ -305,7 +306,7 @@ class _KrylovBase:
                 tracker.stop_all(Status.CALLBACK_STOP)
             if not tracker.any_active:
                 break
-            Z = apply_M(R) if apply_M is not None else R
+            Z = apply_M(R, Zbuf) if apply_M is not None else R
             rz_new = rowdot(R, Z) if apply_M is not None else rr
             if apply_M is not None:
                 tracker.stop_nonpositive(rz_new, Status.PRECONDITIONER_INDEFINITE)

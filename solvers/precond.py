@@ -49,9 +49,11 @@ class Preconditioner:
         self.setup_s = 0.0
         self.info: dict[str, Any] = {}
 
-    def apply(self, Rt: torch.Tensor) -> torch.Tensor:
-        """``(M @ Rt.T).T`` for a batch ``Rt`` of shape ``(k, n)``."""
-        return Rt.clone()
+    def apply(self, Rt: torch.Tensor, out: torch.Tensor | None = None) -> torch.Tensor:
+        """``(M @ Rt.T).T`` for a batch ``Rt`` of shape ``(k, n)``, written into ``out`` when
+        given (hot loops pass a buffer they own, so that no large tensor is allocated per
+        application)."""
+        return Rt.clone() if out is None else out.copy_(Rt)
 
     def as_preconditioner(self) -> LinearOperator:
         """``M`` as a symmetric positive definite :class:`LinearOperator` (left preconditioner)."""
@@ -94,8 +96,10 @@ class JacobiPreconditioner(Preconditioner):
         self.inv_diagonal = 1.0 / d
         self.setup_s = time.perf_counter() - t0
 
-    def apply(self, Rt: torch.Tensor) -> torch.Tensor:
-        return Rt * self.inv_diagonal
+    def apply(self, Rt: torch.Tensor, out: torch.Tensor | None = None) -> torch.Tensor:
+        return (
+            torch.mul(Rt, self.inv_diagonal, out=out) if out is not None else Rt * self.inv_diagonal
+        )
 
 
 class AMGPreconditioner(Preconditioner):
@@ -145,10 +149,11 @@ class AMGPreconditioner(Preconditioner):
             "operator_complexity": float(self.hierarchy.operator_complexity()),
         }
 
-    def apply(self, Rt: torch.Tensor) -> torch.Tensor:
+    def apply(self, Rt: torch.Tensor, out: torch.Tensor | None = None) -> torch.Tensor:
         R = Rt.detach().cpu().numpy()
         Z = np.stack([self._M.matvec(np.ascontiguousarray(r, dtype=self._np_dtype)) for r in R])
-        return torch.from_numpy(Z).to(device=Rt.device, dtype=Rt.dtype)
+        Zt = torch.from_numpy(Z).to(device=Rt.device, dtype=Rt.dtype)
+        return Zt if out is None else out.copy_(Zt)
 
 
 def explicit_matrix(A: Any, who: str) -> sp.csr_array:
@@ -187,11 +192,13 @@ def make_preconditioner(name: str, A: Any, **options: Any) -> Preconditioner:
     return PRECONDITIONERS[name](A, **options)
 
 
-ApplyFn = Callable[[torch.Tensor], torch.Tensor]
+ApplyFn = Callable[[torch.Tensor, "torch.Tensor | None"], torch.Tensor]
 
 
 def resolve_preconditioner(M: Any, A: LinearOperator) -> tuple[ApplyFn | None, dict[str, Any]]:
-    """Turn a user's ``M`` into a batch-first apply function and a description for ``stats``.
+    """Turn a user's ``M`` into a batch-first apply function ``(Rt, out) -> Zt`` and a
+    description for ``stats``. The function may write into ``out`` (and return it) or return a
+    new tensor.
 
     ``M`` may be ``None``, a :class:`Preconditioner`, a :class:`LinearOperator` (or anything
     :func:`as_operator` accepts as a matrix), or a callable ``r -> z`` on single vectors of
@@ -205,12 +212,12 @@ def resolve_preconditioner(M: Any, A: LinearOperator) -> tuple[ApplyFn | None, d
     if isinstance(M, LinearOperator) or isinstance(M, np.ndarray | torch.Tensor) or sp.issparse(M):
         op = as_operator(M, check=False)
         _check_like(op.shape, op.dtype, op.device, A, "M")
-        return op._apply_batch, {"preconditioner": type(op).__name__}
+        return (lambda Rt, out=None: op._apply_batch(Rt)), {"preconditioner": type(op).__name__}
     if callable(M):
         n = A.shape[0]
 
-        def apply(Rt: torch.Tensor) -> torch.Tensor:
-            out = []
+        def apply(Rt: torch.Tensor, out: torch.Tensor | None = None) -> torch.Tensor:
+            zs = []
             for r in Rt:
                 z = M(r)
                 if not isinstance(z, torch.Tensor) or tuple(z.shape) != (n,):
@@ -218,8 +225,8 @@ def resolve_preconditioner(M: Any, A: LinearOperator) -> tuple[ApplyFn | None, d
                     raise ValueError(
                         f"the preconditioner callable returned {got}; expected a tensor of shape ({n},)"
                     )
-                out.append(z)
-            return torch.stack(out)
+                zs.append(z)
+            return torch.stack(zs)
 
         return apply, {"preconditioner": "callable"}
     raise TypeError(

@@ -142,6 +142,16 @@ def test_bench_skips_and_errors_are_recorded() -> None:
     assert "skipped" in format_table(report)
 
 
+def test_bench_reports_batch_speedup(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    args = ["bench", "--problem", "poisson2d:16", "--methods", "cg", "--rhs", "3", "--sequential"]
+    assert main([*args, "--out-dir", str(tmp_path), "--no-plot", "--no-progress"]) == 0
+    assert "batch speedup" in capsys.readouterr().out
+    (r,) = json.loads((tmp_path / "bench.json").read_text())["results"]
+    assert r["sequential_s"] > 0 and r["batch_speedup"] == pytest.approx(
+        r["sequential_s"] / r["solve_s"]
+    )
+
+
 def test_bench_rejects_bad_config() -> None:
     with pytest.raises(ValueError, match="unknown method"):
         BenchConfig(methods=("cg", "magic"))
