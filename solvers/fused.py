@@ -246,21 +246,6 @@ def fused_cg(
             Rp[~active] = 0  # frozen columns: p = z = 0, so they take no further steps
         rz = rz_new
     X = _unpadded(op, Xp)
-    R_final = B - op._apply_batch(X)
-    tracker.matvecs += 1
-    true = torch.linalg.vector_norm(R_final, dim=1)
-    rel = torch.where(bnorm > 0, true / torch.where(bnorm > 0, bnorm, 1), true)
-    extra = {
-        **extra,
-        "k": k,
-        "column_block": k,
-        "dtype": str(op.dtype).replace("torch.", ""),
-        "device": str(op.device),
-    }
-    return tracker.finish(
-        system.wrap(X),
-        method=solver.label,
-        setup_s=setup_s,
-        extra=extra,
-        rel_residual=float(rel.max()),
+    return tracker.conclude(
+        system, X, B - op._apply_batch(X), method=solver.label, setup_s=setup_s, extra=extra
     )

@@ -224,23 +224,8 @@ class _KrylovBase:
         tracker.matvecs = matvecs
         if tracker.any_active and max_iters > 0:
             self._loop(op, apply_A, apply_M, B, X, R, rr, tracker, max_iters, callback)
-        R_final = B - apply_A(X)
-        tracker.matvecs += 1
-        true = rownorm(R_final)
-        rel = torch.where(bnorm > 0, true / torch.where(bnorm > 0, bnorm, 1), true)
-        extra = {
-            **extra,
-            "k": k,
-            "column_block": k,
-            "dtype": str(op.dtype).replace("torch.", ""),
-            "device": str(op.device),
-        }
-        return tracker.finish(
-            system.wrap(X),
-            method=self.label,
-            setup_s=setup_s,
-            extra=extra,
-            rel_residual=float(rel.max()),
+        return tracker.conclude(
+            system, X, B - apply_A(X), method=self.label, setup_s=setup_s, extra=extra
         )
 
     def _loop(

@@ -151,9 +151,29 @@ class AMGPreconditioner(Preconditioner):
 
     def apply(self, Rt: torch.Tensor, out: torch.Tensor | None = None) -> torch.Tensor:
         R = Rt.detach().cpu().numpy()
-        Z = np.stack([self._M.matvec(np.ascontiguousarray(r, dtype=self._np_dtype)) for r in R])
+        with single_threaded_blas():
+            Z = np.stack([self._M.matvec(np.ascontiguousarray(r, dtype=self._np_dtype)) for r in R])
         Zt = torch.from_numpy(Z).to(device=Rt.device, dtype=Rt.dtype)
         return Zt if out is None else out.copy_(Zt)
+
+
+_BLAS_CONTROLLER: Any = None
+
+
+def single_threaded_blas() -> Any:
+    """A context in which numpy's BLAS runs on one thread.
+
+    Inside a torch solve, pyamg's cycle calls numpy's OpenBLAS, whose worker threads keep
+    spinning afterwards and starve torch's own threads: on 2 cores this made pcg-amg 2.4x
+    slower than pyamg's own solver on a 32^3 problem (0.11 s vs 0.047 s, same 7 iterations;
+    0.046 s with one BLAS thread). The limit is scoped: BLAS threads are restored on exit.
+    """
+    global _BLAS_CONTROLLER
+    if _BLAS_CONTROLLER is None:
+        from threadpoolctl import ThreadpoolController
+
+        _BLAS_CONTROLLER = ThreadpoolController()
+    return _BLAS_CONTROLLER.limit(limits=1, user_api="blas")
 
 
 def explicit_matrix(A: Any, who: str) -> sp.csr_array:

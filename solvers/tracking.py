@@ -80,6 +80,7 @@ class ColumnTracker:
 
     def __init__(self, bnorm: torch.Tensor, r0norm: torch.Tensor, rtol: float, atol: float) -> None:
         self.k = bnorm.numel()
+        self.bnorm = bnorm
         self.tol = torch.clamp(rtol * bnorm, min=atol)
         self.tol_host = self.tol.cpu().numpy()
         self.status: list[Status | None] = [None] * self.k
@@ -186,6 +187,38 @@ class ColumnTracker:
         self.elapsed.append(time.perf_counter() - self.t0)
 
     # ------------------------------------------------------------------ result
+    def conclude(
+        self,
+        system: Any,
+        Xt: torch.Tensor,
+        R_final: torch.Tensor,
+        *,
+        method: str,
+        setup_s: float,
+        extra: dict[str, Any],
+    ) -> SolveResult:
+        """The result of a loop, given its iterate ``Xt`` and the true final residual
+        ``R_final = B - A Xt`` (both batch-first, one product already counted here)."""
+        self.matvecs += 1
+        true = torch.linalg.vector_norm(R_final.reshape(self.k, -1), dim=1)
+        bn = self.bnorm
+        rel = torch.where(bn > 0, true / torch.where(bn > 0, bn, 1), true)
+        op = system.A
+        extra = {
+            **extra,
+            "k": self.k,
+            "column_block": self.k,
+            "dtype": str(op.dtype).replace("torch.", ""),
+            "device": str(op.device),
+        }
+        return self.finish(
+            system.wrap(Xt),
+            method=method,
+            setup_s=setup_s,
+            extra=extra,
+            rel_residual=float(rel.max()),
+        )
+
     def finish(
         self,
         x: object,
