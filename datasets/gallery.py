@@ -1,7 +1,7 @@
 """The gallery of reference problems that tests, examples, docs and benchmarks share.
 
 :func:`poisson` discretises ``-div(k grad u) = f`` on a box ``[0, L_1] x ... x [0, L_d]``
-(``d = 2`` or ``3``) with cell-centred finite volumes: the 5-point (2-D) or 7-point (3-D)
+(``d = 1, 2`` or ``3``) with cell-centred finite volumes: the 3-, 5- or 7-point
 stencil, harmonic means of ``k`` on interior faces, and walls that are either Dirichlet
 (``u = 0``, ghost value at distance ``h/2``, face weight ``2 k / h^2``) or zero-flux Neumann.
 Solid obstacles are removed from the system as in the pressure projection of a fluid solver:
@@ -190,12 +190,12 @@ def poisson(
     dtype: Any = torch.float64,
     device: torch.device | str = "cpu",
 ) -> PoissonProblem:
-    """A cell-centred finite-volume Poisson problem ``-div(k grad u) = f`` on a 2-D or 3-D box.
+    """A cell-centred finite-volume Poisson problem ``-div(k grad u) = f`` on a 1-, 2- or 3-D box.
 
     Parameters
     ----------
     shape : sequence of int
-        Cells per axis, e.g. ``(64, 64, 64)``.
+        Cells per axis, e.g. ``(64, 64, 64)`` (1 to 3 axes).
     bc : {"dirichlet", "neumann", "mixed"} or mapping
         Wall conditions: all Dirichlet ``u = 0``; all zero-flux; or ``"mixed"``: zero-flux
         walls with one open (Dirichlet) face, the upper face of the last axis (the top of a
@@ -233,8 +233,8 @@ def poisson(
     True
     """
     shape = tuple(int(s) for s in shape)
-    if len(shape) not in (2, 3) or any(s < 1 for s in shape):
-        raise ValueError(f"shape must have 2 or 3 positive sizes, got {shape}")
+    if len(shape) not in (1, 2, 3) or any(s < 1 for s in shape):
+        raise ValueError(f"shape must have 1 to 3 positive sizes, got {shape}")
     nd = len(shape)
     lengths = tuple(float(v) for v in (lengths or (1.0,) * nd))
     if len(lengths) != nd or any(not np.isfinite(v) or v <= 0 for v in lengths):

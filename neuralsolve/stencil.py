@@ -1,4 +1,4 @@
-"""Matrix-free symmetric 5-point (2-D) and 7-point (3-D) operators on structured cell grids.
+"""Matrix-free symmetric 3-point (1-D), 5-point (2-D) and 7-point (3-D) operators on cell grids.
 
 On a grid of cells ``c`` with unit vectors ``e_a`` along each axis ``a``,
 
@@ -37,7 +37,7 @@ def _axis_slice(ndim: int, axis: int, sl: slice) -> tuple[slice, ...]:
 
 
 class StencilOperator(LinearOperator):
-    """A symmetric 5/7-point operator on a 2-D or 3-D cell grid, applied without a matrix.
+    """A symmetric 3/5/7-point operator on a 1-, 2- or 3-D cell grid, applied without a matrix.
 
     Parameters
     ----------
@@ -105,7 +105,7 @@ class StencilOperator(LinearOperator):
         Parameters
         ----------
         grid_shape : sequence of int
-            Cells per axis (2 or 3 axes).
+            Cells per axis (1 to 3 axes).
         weights : sequence of float
             Interior face weight per axis (``k / h_a**2`` for ``-div(k grad u)``).
         boundary_weights : sequence of (float, float)
@@ -146,8 +146,8 @@ class StencilOperator(LinearOperator):
         mask: torch.Tensor | None,
         positive_definite: bool | None,
     ) -> None:
-        if len(grid) not in (2, 3) or any(n < 1 for n in grid):
-            raise ValueError(f"a stencil grid has 2 or 3 axes of at least one cell, got {grid}")
+        if len(grid) not in (1, 2, 3) or any(n < 1 for n in grid):
+            raise ValueError(f"a stencil grid has 1 to 3 axes of at least one cell, got {grid}")
         if mask is not None:
             if mask.dtype != torch.bool or tuple(mask.shape) != grid:
                 raise ValueError(
@@ -335,7 +335,7 @@ class StencilOperator(LinearOperator):
         return full
 
     def checkerboard(self) -> np.ndarray:
-        """A proper 2-colouring of the unknowns' coupling graph (cell-index parity): a 5/7-point
+        """A proper 2-colouring of the unknowns' coupling graph (cell-index parity): a 3/5/7-point
         stencil only couples cells of different parity."""
         parity = np.indices(self.grid_shape).sum(axis=0) % 2
         flat = parity.reshape(-1)

@@ -85,7 +85,10 @@ def _fem(mesh: Callable[[], Any]) -> Callable[[], Case]:
 CASES: dict[str, Callable[[], Case]] = {
     "spd-dense": _matrix_case(lambda: random_spd_dense(60, 1e3, seed=1)),
     "spd-sparse": _matrix_case(lambda: random_spd_sparse(300, seed=2), numpy_b=False),
-    "poisson1d": _matrix_case(lambda: poisson1d(100)),
+    "tridiagonal-scipy": _matrix_case(lambda: poisson1d(100)),
+    "poisson1d-dirichlet": _gallery((60,)),
+    "poisson1d-neumann": _gallery((50,), bc="neumann"),
+    "poisson1d-mixed-spheres": _gallery((80,), bc="mixed", obstacle="spheres", seed=2),
     "poisson2d-dirichlet": _gallery((16, 12)),
     "poisson2d-neumann": _gallery((12, 12), bc="neumann"),
     "poisson2d-mixed-spheres": _gallery((20, 20), bc="mixed", obstacle="spheres", seed=3),

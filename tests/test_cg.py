@@ -116,7 +116,7 @@ def test_max_iters_zero_does_nothing() -> None:
 
 
 def test_positional_tolerance_is_a_type_error() -> None:
-    case = make_case("poisson1d")
+    case = make_case("tridiagonal-scipy")
     with pytest.raises(TypeError):
         ns.solve(case.A, case.b, "cg", 1e-8)  # type: ignore[misc]
     with pytest.raises(TypeError):
@@ -228,13 +228,13 @@ def test_solver_hyperparameters_are_validated() -> None:
         CG(true_residual_every=0)
     with pytest.raises(ValueError, match="fused"):
         CG(fused=True, preconditioner="ic")
-    case = make_case("poisson1d")
+    case = make_case("tridiagonal-scipy")
     with pytest.raises(ValueError, match="both M= and preconditioner"):
         CG(preconditioner="jacobi").solve(case.A, case.b, M=np.eye(100))
 
 
 def test_unknown_method_and_option_list_the_valid_ones() -> None:
-    case = make_case("poisson1d")
+    case = make_case("tridiagonal-scipy")
     with pytest.raises(ValueError, match="available: cg, cg-fused, pcg-jacobi"):
         ns.solve(case.A, case.b, method="pcg-ilu")
     with pytest.raises(TypeError, match="valid options: .*rtol"):

@@ -24,6 +24,27 @@ def _orders(errors: list[float]) -> list[float]:
 
 MANUFACTURED = {
     # name: (dimension, gallery kwargs, exact u, f, compare modulo a constant)
+    "dirichlet-1d": (
+        1,
+        {"bc": "dirichlet"},
+        lambda x: np.sin(PI * x),
+        lambda x: PI**2 * np.sin(PI * x),
+        False,
+    ),
+    "neumann-1d": (
+        1,
+        {"bc": "neumann"},
+        lambda x: np.cos(PI * x),
+        lambda x: PI**2 * np.cos(PI * x),
+        True,
+    ),
+    "mixed-1d": (
+        1,
+        {"bc": "mixed"},
+        lambda x: np.cos(PI * x / 2),
+        lambda x: PI**2 / 4 * np.cos(PI * x / 2),
+        False,
+    ),
     "dirichlet-2d": (
         2,
         {"bc": "dirichlet"},
@@ -78,7 +99,7 @@ MANUFACTURED = {
 @pytest.mark.parametrize("name", sorted(MANUFACTURED))
 def test_finite_volume_converges_at_second_order(name: str) -> None:
     dim, kwargs, u, f, modulo_constant = MANUFACTURED[name]
-    sizes = (16, 32, 64) if dim == 2 else (8, 16, 32)
+    sizes = {1: (32, 64, 128), 2: (16, 32, 64), 3: (8, 16, 32)}[dim]
     errors = []
     for n in sizes:
         prob = ns.datasets.poisson((n,) * dim, rhs=f, **kwargs)
@@ -196,7 +217,7 @@ def test_named_problems() -> None:
 @pytest.mark.parametrize(
     ("kwargs", "error", "match"),
     [
-        ({"shape": (8,)}, ValueError, "2 or 3"),
+        ({"shape": (8, 8, 8, 8)}, ValueError, "1 to 3"),
         ({"shape": (8, 8), "bc": "periodic"}, ValueError, "unknown bc"),
         ({"shape": (8, 8), "bc": {"z+": "neumann"}}, ValueError, "unknown faces"),
         ({"shape": (8, 8), "bc": {"x+": "robin"}}, ValueError, "'dirichlet' or 'neumann'"),

@@ -262,3 +262,54 @@ def test_to_moves_dtype() -> None:
     np.testing.assert_allclose(
         (A32 @ x.float()).double().numpy(), (prob.A @ x).numpy(), rtol=1e-5, atol=1e-3
     )
+
+
+# ------------------------------------------------------------------------- random algebra
+def _random_operator(
+    rng: np.random.Generator, m: int, n: int
+) -> tuple[ns.LinearOperator, np.ndarray]:
+    """A random operator of shape (m, n) in one of the supported forms, with its dense matrix."""
+    M = rng.standard_normal((m, n))
+    kind = rng.integers(4)
+    if kind == 0:
+        return ns.as_operator(M), M
+    if kind == 1:
+        S = sp.random_array((m, n), density=0.4, random_state=rng)
+        return ns.as_operator(S), S.toarray()
+    if kind == 2:
+        Mt = torch.from_numpy(M)
+        return ns.as_operator(lambda x: Mt @ x, shape=(m, n), dtype=torch.float64), M
+    return ns.as_operator(torch.from_numpy(M)), M
+
+
+@pytest.mark.parametrize("seed", range(25))
+def test_random_algebra_matches_dense(seed: int) -> None:
+    """Sums, differences, scalings, products and transposes of random operators equal the same
+    expressions of their dense matrices (float64, to rounding)."""
+    rng = np.random.default_rng(seed)
+    m, n, p = (int(v) for v in rng.integers(1, 9, size=3))
+    A, Ad = _random_operator(rng, m, n)
+    B, Bd = _random_operator(rng, m, n)
+    C, Cd = _random_operator(rng, n, p)
+    a, b = rng.standard_normal(2)
+    expressions = [
+        (A + B, Ad + Bd),
+        (A - B, Ad - Bd),
+        (a * A + B * b, a * Ad + b * Bd),
+        (-A / 3.0, -Ad / 3.0),
+        (A @ C, Ad @ Cd),
+        ((a * A - B) @ C, (a * Ad - Bd) @ Cd),
+    ]
+    x = torch.from_numpy(rng.standard_normal(n))
+    X = torch.from_numpy(rng.standard_normal((p, 3)))
+    for op, dense in expressions:
+        inp = X if op.shape[1] == p else torch.from_numpy(rng.standard_normal((op.shape[1], 3)))
+        np.testing.assert_allclose((op @ inp).numpy(), dense @ inp.numpy(), atol=1e-12)
+        if op.shape[1] == n:
+            np.testing.assert_allclose((op @ x).numpy(), dense @ x.numpy(), atol=1e-12)
+        try:
+            T = op.T
+        except NotImplementedError:  # a callable without its transpose: .T is refused, never wrong
+            continue
+        y = torch.from_numpy(rng.standard_normal(op.shape[0]))
+        np.testing.assert_allclose((T @ y).numpy(), dense.T @ y.numpy(), atol=1e-12)
