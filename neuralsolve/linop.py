@@ -193,7 +193,7 @@ class LinearOperator:
             raise TypeError(
                 f"operand is {x.dtype} but the operator is {self._dtype}: use x.to({self._dtype})"
             )
-        if x.device != self._device and not _same_device(x.device, self._device):
+        if x.device != self._device and not same_device(x.device, self._device):
             raise ValueError(
                 f"operand is on {x.device} but the operator is on {self._device}: "
                 f"move it with x.to('{self._device}')"
@@ -335,7 +335,7 @@ def _scipy_wrapper(op: LinearOperator) -> spla.LinearOperator:
     return spla.LinearOperator(op.shape, dtype=np_dtype, **kwargs)
 
 
-def _same_device(a: torch.device, b: torch.device) -> bool:
+def same_device(a: torch.device, b: torch.device) -> bool:
     """``cuda`` and ``cuda:0`` name the same device when 0 is current."""
     if a.type != b.type:
         return False
@@ -434,9 +434,7 @@ class SparseOperator(LinearOperator):
         positive_definite: bool | None = None,
     ) -> SparseOperator:
         """Convert a scipy sparse matrix (any format) once; indices become int32 when they fit."""
-        A = sp.csr_array(A)
-        A.sum_duplicates()
-        A.sort_indices()
+        A = canonical_csr(A)
         return cls(
             csr_tensor_from_arrays(
                 A.indptr, A.indices, A.data, A.shape, dtype=dtype, device=device
@@ -502,6 +500,20 @@ class quiet_sparse_warnings(warnings.catch_warnings):
         warnings.filterwarnings("ignore", message="Sparse CSR tensor support is in beta")
         warnings.filterwarnings("ignore", message="Sparse invariant checks are implicitly disabled")
         return out
+
+
+def canonical_csr(A: Any, dtype: Any = None) -> sp.csr_array:
+    """``A`` as a CSR array with sorted indices and no duplicates, in ``dtype`` if given.
+
+    The caller's matrix is never modified: it is copied when it needs canonicalising (scipy may
+    otherwise share its arrays and sort or sum them in place).
+    """
+    out = sp.csr_array(A, dtype=dtype)
+    if not out.has_canonical_format:
+        out = out.copy()
+        out.sum_duplicates()
+        out.sort_indices()
+    return out
 
 
 def csr_tensor_from_arrays(
@@ -654,7 +666,7 @@ def _check_compatible(a: LinearOperator, b: LinearOperator, what: str) -> None:
         raise TypeError(
             f"cannot {what} a {a.dtype} operator and a {b.dtype} operator: convert one with .to(dtype=...)"
         )
-    if not _same_device(a.device, b.device):
+    if not same_device(a.device, b.device):
         raise ValueError(
             f"cannot {what} operators on {a.device} and {b.device}: move one with .to(device=...)"
         )

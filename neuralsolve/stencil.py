@@ -163,6 +163,7 @@ class StencilOperator(LinearOperator):
         self.grid_shape = grid
         self.mask = mask
         self._csr_cache: sp.csr_array | None = None
+        self._padded_cache: dict[str, object] | None = None
         self._flat_active: torch.Tensor | None = (
             None if mask is None else torch.nonzero(mask.reshape(-1), as_tuple=False).reshape(-1)
         )
@@ -242,9 +243,8 @@ class StencilOperator(LinearOperator):
     # ------------------------------------------------------------------ for compiled kernels
     def padded_coefficients(self) -> dict[str, object]:
         """Coefficients in the form :func:`apply_padded` takes (built once, then cached)."""
-        cache = getattr(self, "_padded_cache", None)
-        if cache is not None:
-            return cache
+        if self._padded_cache is not None:
+            return self._padded_cache
         nd = self.ndim
         coeffs: dict[str, object] = {}
         if self._diag is None:

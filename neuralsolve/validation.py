@@ -12,7 +12,7 @@ import numpy as np
 import torch
 
 from .errors import NonFiniteError
-from .linop import LinearOperator, _same_device, as_operator, torch_dtype
+from .linop import LinearOperator, as_operator, same_device, torch_dtype
 
 __all__ = ["PreparedSystem", "check_tolerances", "prepare_system"]
 
@@ -114,7 +114,7 @@ def prepare_system(A: Any, b: Any, x0: Any = None) -> PreparedSystem:
             f"b is {bt.dtype} but A is {op.dtype}: convert one of them, e.g. "
             f"b.to({op.dtype}) / b.astype(np.{np.dtype(_np_dtype(op.dtype)).name})"
         )
-    if not numpy_out and not _same_device(bt.device, op.device):
+    if not numpy_out and not same_device(bt.device, op.device):
         raise ValueError(
             f"b is on {bt.device} but A is on {op.device}: move b with b.to('{op.device}')"
         )
@@ -136,7 +136,7 @@ def prepare_system(A: Any, b: Any, x0: Any = None) -> PreparedSystem:
             raise TypeError(
                 f"x0 is {xt.dtype} but A is {op.dtype}: convert it with x0.to({op.dtype})"
             )
-        if not isinstance(x0, np.ndarray) and not _same_device(xt.device, op.device):
+        if not isinstance(x0, np.ndarray) and not same_device(xt.device, op.device):
             raise ValueError(
                 f"x0 is on {xt.device} but A is on {op.device}: move it with x0.to('{op.device}')"
             )

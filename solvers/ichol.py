@@ -31,7 +31,12 @@ import scipy.sparse as sp
 import torch
 
 from neuralsolve.errors import NotSPDError, PreconditionerShiftWarning
-from neuralsolve.linop import as_operator, csr_tensor_from_arrays, quiet_sparse_warnings
+from neuralsolve.linop import (
+    as_operator,
+    canonical_csr,
+    csr_tensor_from_arrays,
+    quiet_sparse_warnings,
+)
 from neuralsolve.stencil import StencilOperator
 
 from .precond import Preconditioner, explicit_matrix
@@ -117,9 +122,7 @@ def ichol0(A: Any, *, shift: float = 0.0, coloring: np.ndarray | None = None) ->
     _Breakdown
         When a pivot is not positive (the caller may retry with a shift).
     """
-    A = sp.csr_array(A, dtype=np.float64)
-    A.sum_duplicates()
-    A.sort_indices()
+    A = canonical_csr(A, dtype=np.float64)
     n = A.shape[0]
     diag = A.diagonal() * (1.0 + shift)
     bad = np.flatnonzero(~(diag > 0))

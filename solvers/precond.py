@@ -18,7 +18,7 @@ import scipy.sparse as sp
 import torch
 
 from neuralsolve.errors import NotSPDError
-from neuralsolve.linop import CallableOperator, LinearOperator, _same_device, as_operator
+from neuralsolve.linop import CallableOperator, LinearOperator, as_operator, same_device
 
 __all__ = [
     "PRECONDITIONERS",
@@ -263,5 +263,5 @@ def _check_like(
         raise TypeError(
             f"{name} is {dtype} but A is {A.dtype}: build it from the same operator or convert it"
         )
-    if not _same_device(device, A.device):
+    if not same_device(device, A.device):
         raise ValueError(f"{name} is on {device} but A is on {A.device}: move one of them")

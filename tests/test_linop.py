@@ -313,3 +313,17 @@ def test_random_algebra_matches_dense(seed: int) -> None:
             continue
         y = torch.from_numpy(rng.standard_normal(op.shape[0]))
         np.testing.assert_allclose((T @ y).numpy(), dense.T @ y.numpy(), atol=1e-12)
+
+
+def test_a_non_canonical_user_matrix_is_left_untouched() -> None:
+    # Duplicate entries and unsorted column indices: scipy would sum and sort them in place.
+    M = sp.csr_array(
+        (np.array([1.0, 2.0, 3.0, 4.0]), np.array([1, 0, 1, 1]), np.array([0, 2, 4])), shape=(2, 2)
+    )
+    before = (M.data.copy(), M.indices.copy(), M.indptr.copy())
+    op = ns.as_operator(M)
+    res = ns.solve(M, np.ones(2), method="pcg-ic")
+    for a, b in zip(before, (M.data, M.indices, M.indptr), strict=True):
+        np.testing.assert_array_equal(a, b)
+    np.testing.assert_allclose(op.to_dense().numpy(), M.toarray())
+    assert res.converged
