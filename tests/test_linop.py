@@ -317,9 +317,12 @@ def test_random_algebra_matches_dense(seed: int) -> None:
 
 def test_a_non_canonical_user_matrix_is_left_untouched() -> None:
     # Duplicate entries and unsorted column indices: scipy would sum and sort them in place.
+    # [[2, 1], [1, 7]] stored as row 0: (1, 1.0), (0, 2.0); row 1: (1, 3.0), (0, 1.0), (1, 4.0)
     M = sp.csr_array(
-        (np.array([1.0, 2.0, 3.0, 4.0]), np.array([1, 0, 1, 1]), np.array([0, 2, 4])), shape=(2, 2)
+        (np.array([1.0, 2.0, 3.0, 1.0, 4.0]), np.array([1, 0, 1, 0, 1]), np.array([0, 2, 5])),
+        shape=(2, 2),
     )
+    assert not M.has_canonical_format
     before = (M.data.copy(), M.indices.copy(), M.indptr.copy())
     op = ns.as_operator(M)
     res = ns.solve(M, np.ones(2), method="pcg-ic")
