@@ -201,8 +201,13 @@ class StencilOperator(LinearOperator):
         """``A u`` on the grid for a batch ``U`` of shape ``(k, *grid_shape)``, into ``out``.
 
         Eager and allocation-free (apart from ``out`` when not given): one scaled copy for the
-        diagonal, then one fused multiply-subtract per neighbour direction.
+        diagonal, then one fused multiply-subtract per neighbour direction. When ``U`` requires
+        grad (a loss differentiated through the operator), the functional form of
+        :func:`apply_padded` is used instead (``out`` is then ignored), so autograd works.
         """
+        if U.requires_grad and torch.is_grad_enabled():
+            pad = torch.nn.functional.pad(U, (1, 1) * self.ndim)
+            return apply_padded(pad, self.padded_coefficients())
         if out is None:
             out = torch.empty_like(U)
         if self._diag is None:

@@ -1,7 +1,44 @@
-"""Optimizers, curvature tools, schedules and the one Trainer.
+"""Optimizers, curvature tools, schedules and the one Trainer that trains every model.
 
-Not built yet: this package is the home of issue 4 ("optim: the matrix-aware optimizers, the
-curvature package, and the one Trainer") and exports nothing so far.
+* optimizers (torch.optim contract): :class:`Muon`, :class:`MFAC`, :class:`Sophia`,
+  :class:`AdaHessian`, :class:`AdamP`, :class:`DiffGrad`, :class:`DCTLowRank`, :class:`LBFGS`;
+  by name with :func:`create`;
+* :mod:`neuralsolve.optim.curvature`: Hessian / GGN / Fisher operators, Hutchinson, Lanczos, SLQ;
+* :mod:`neuralsolve.optim.schedules`: warm-up + linear decay (default), cosine, WSD, constant;
+* :class:`Trainer` / :class:`TrainerConfig`: the training loop (progress, JSONL metrics, atomic
+  checkpoints, exact resume, DDP under torchrun).
 """
 
-__all__: list[str] = []
+from . import curvature, schedules
+from .adam_family import AdamP, DiffGrad
+from .hessian_diagonal import AdaHessian, Sophia, gnb_loss
+from .lbfgs import LBFGS
+from .lowrank import DCTLowRank, dct_matrix
+from .mfac import MFAC
+from .muon import Muon, newton_schulz
+from .registry import OPTIMIZERS, available, create
+from .schedules import make_schedule
+from .trainer import Trainer, TrainerConfig, TrainResult
+
+__all__ = [
+    "LBFGS",
+    "MFAC",
+    "OPTIMIZERS",
+    "AdaHessian",
+    "AdamP",
+    "DCTLowRank",
+    "DiffGrad",
+    "Muon",
+    "Sophia",
+    "TrainResult",
+    "Trainer",
+    "TrainerConfig",
+    "available",
+    "create",
+    "curvature",
+    "dct_matrix",
+    "gnb_loss",
+    "make_schedule",
+    "newton_schulz",
+    "schedules",
+]

@@ -330,3 +330,31 @@ def test_a_non_canonical_user_matrix_is_left_untouched() -> None:
         np.testing.assert_array_equal(a, b)
     np.testing.assert_allclose(op.to_dense().numpy(), M.toarray())
     assert res.converged
+
+
+@pytest.mark.parametrize(
+    "make",
+    [
+        lambda: ns.datasets.poisson((5, 4, 3)).A,
+        lambda: (
+            ns.datasets.poisson(
+                (7, 6), bc="mixed", obstacle="spheres", coefficient="darcy", seed=1
+            ).A
+        ),
+        lambda: ns.as_operator(random_spd_sparse(20, seed=3)),
+        lambda: ns.as_operator(random_spd_dense(8, 10.0, seed=4)),
+    ],
+    ids=["stencil", "masked-stencil", "sparse", "dense"],
+)
+def test_operators_are_differentiable(make) -> None:
+    """A loss through an operator can be differentiated (DCDM trains through A): the gradient of
+    ||A x - b||^2 is 2 A^T (A x - b), checked against the dense matrix."""
+    op = make()
+    n = op.shape[0]
+    x = torch.randn(n, dtype=torch.float64, requires_grad=True)
+    b = torch.randn(n, dtype=torch.float64)
+    loss = ((op @ x - b) ** 2).sum()
+    loss.backward()
+    M = op.to_dense().detach()
+    expected = 2 * M.T @ (M @ x.detach() - b)
+    np.testing.assert_allclose(x.grad.numpy(), expected.numpy(), rtol=1e-10, atol=1e-10)

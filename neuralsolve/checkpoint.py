@@ -1,0 +1,106 @@
+"""Checkpoints: written atomically, read with ``torch.load(..., weights_only=True)`` only.
+
+A checkpoint is a dict of tensors, numbers, strings, lists and dicts (nothing that needs code to
+unpickle), tagged with ``format`` and the package version that wrote it. A file from someone
+else therefore cannot run code when loaded; a file that is not a neuralsolve checkpoint, or
+is truncated, raises :class:`~neuralsolve.errors.DataFormatError` naming the file.
+"""
+
+from __future__ import annotations
+
+import io
+import pickle
+import warnings
+import zipfile
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from ._version import __version__
+from .errors import DataFormatError, NeuralSolveWarning
+from .fileio import atomic_path
+
+__all__ = ["FORMAT", "VersionMismatchWarning", "load_checkpoint", "save_checkpoint"]
+
+FORMAT = "neuralsolve-checkpoint"
+LAYOUT_VERSION = 1
+
+
+class VersionMismatchWarning(NeuralSolveWarning):
+    """A checkpoint written by another neuralsolve version was loaded."""
+
+
+def save_checkpoint(path: str | Path, payload: dict[str, Any], *, kind: str) -> Path:
+    """Write ``payload`` (plus ``format``, ``kind``, ``version``) to ``path`` atomically.
+
+    ``kind`` says what the checkpoint holds (``"trainer"``, ``"model"``, ...); loaders check it.
+    """
+    record = {
+        "format": FORMAT,
+        "layout": LAYOUT_VERSION,
+        "kind": kind,
+        "neuralsolve_version": __version__,
+        **payload,
+    }
+    path = Path(path)
+    with atomic_path(path) as tmp:
+        torch.save(record, tmp)
+    return path
+
+
+def load_checkpoint(
+    path: str | Path, *, kind: str | None = None, map_location: Any = "cpu"
+) -> dict[str, Any]:
+    """Read a checkpoint with ``weights_only=True`` and check that it is one of ours.
+
+    Raises
+    ------
+    FileNotFoundError
+        The file does not exist.
+    DataFormatError
+        Truncated or not a torch file, needs code to unpickle (refused), is not a neuralsolve
+        checkpoint, or holds another ``kind``.
+
+    Warns
+    -----
+    VersionMismatchWarning
+        When another neuralsolve version wrote it.
+    """
+    path = Path(path)
+    if not path.exists():
+        raise FileNotFoundError(f"checkpoint {str(path)!r} does not exist")
+    try:
+        record = torch.load(path, map_location=map_location, weights_only=True)
+    except pickle.UnpicklingError as exc:
+        raise DataFormatError(
+            f"{str(path)!r} holds objects that need code to load; it was refused because checkpoints are "
+            f"read with weights_only=True ({str(exc).splitlines()[0]})"
+        ) from None
+    except (
+        RuntimeError,
+        EOFError,
+        OSError,
+        zipfile.BadZipFile,
+        io.UnsupportedOperation,
+        ValueError,
+    ) as exc:
+        raise DataFormatError(
+            f"{str(path)!r} is not a readable torch checkpoint (truncated or corrupt?): {exc}"
+        ) from None
+    if not isinstance(record, dict) or record.get("format") != FORMAT:
+        raise DataFormatError(
+            f"{str(path)!r} is not a neuralsolve checkpoint: missing key 'format' = {FORMAT!r}"
+        )
+    if kind is not None and record.get("kind") != kind:
+        raise DataFormatError(
+            f"{str(path)!r} is a {record.get('kind')!r} checkpoint, expected {kind!r}"
+        )
+    written = record.get("neuralsolve_version")
+    if written != __version__:
+        warnings.warn(
+            f"{str(path)!r} was written by neuralsolve {written}; this is {__version__}",
+            VersionMismatchWarning,
+            stacklevel=2,
+        )
+    return record

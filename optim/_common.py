@@ -1,0 +1,69 @@
+"""Shared pieces of the optimizers: hyperparameter checks and a seeded probe generator."""
+
+from __future__ import annotations
+
+import math
+import numbers
+from typing import Any
+
+import torch
+
+__all__ = ["ProbeGeneratorMixin", "check_betas", "check_number"]
+
+
+def check_number(
+    name: str,
+    value: Any,
+    *,
+    low: float | None = None,
+    high: float | None = None,
+    low_open: bool = False,
+    high_open: bool = False,
+) -> None:
+    """Raise ``ValueError`` naming ``name`` unless ``value`` is a real number in the interval."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Real) or not math.isfinite(value):
+        raise ValueError(f"invalid {name}: {value!r} (expected a finite real number)")
+    lo_ok = low is None or (value > low if low_open else value >= low)
+    hi_ok = high is None or (value < high if high_open else value <= high)
+    if not (lo_ok and hi_ok):
+        left = "(" if low_open else "["
+        right = ")" if high_open else "]"
+        raise ValueError(
+            f"invalid {name}: {value} (expected a value in {left}{low}, {high}{right})"
+        )
+
+
+def check_betas(betas: Any) -> None:
+    if not (isinstance(betas, tuple | list) and len(betas) == 2):
+        raise ValueError(f"invalid betas: {betas!r} (expected a pair (beta1, beta2))")
+    check_number("beta1", betas[0], low=0.0, high=1.0, high_open=True)
+    check_number("beta2", betas[1], low=0.0, high=1.0, high_open=True)
+
+
+class ProbeGeneratorMixin:
+    """A CPU ``torch.Generator`` for random probes, seeded by the ``seed`` argument, whose state
+    is saved in ``state_dict()`` so that a resumed run draws the same probes."""
+
+    _generator: torch.Generator
+
+    def _init_generator(self, seed: int) -> None:
+        if isinstance(seed, bool) or not isinstance(seed, int):
+            raise ValueError(f"invalid seed: {seed!r} (expected an integer)")
+        self._generator = torch.Generator().manual_seed(seed)
+
+    def rademacher_like(self, p: torch.Tensor) -> torch.Tensor:
+        """Signs +1/-1 with probability 1/2 each, shaped like ``p`` (drawn on the CPU)."""
+        bits = torch.randint(0, 2, p.shape, generator=self._generator, dtype=torch.int8)
+        return (bits.to(p.dtype) * 2 - 1).to(p.device)
+
+    def state_dict(self) -> dict[str, Any]:
+        state = super().state_dict()  # type: ignore[misc]
+        state["probe_generator"] = self._generator.get_state()
+        return state
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        state_dict = dict(state_dict)
+        gen = state_dict.pop("probe_generator", None)
+        super().load_state_dict(state_dict)  # type: ignore[misc]
+        if gen is not None:
+            self._generator.set_state(gen)

@@ -1,0 +1,147 @@
+"""SVD-free low-rank gradient projection onto DCT basis vectors, with Adam in the low-rank space."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Iterable
+from typing import Any
+
+import torch
+
+from ._common import check_betas, check_number
+
+__all__ = ["DCTLowRank", "dct_matrix"]
+
+
+def dct_matrix(n: int, *, dtype: torch.dtype = torch.float64, device: Any = "cpu") -> torch.Tensor:
+    """The orthonormal DCT-II matrix ``Q`` (``Q^T Q = I``), columns the basis vectors:
+    ``Q[j, i] = s_i cos(pi i (2 j + 1) / (2 n))``, ``s_0 = sqrt(1/n)``, ``s_i = sqrt(2/n)``."""
+    j = torch.arange(n, dtype=torch.float64)[:, None]
+    i = torch.arange(n, dtype=torch.float64)[None, :]
+    Q = torch.cos(math.pi * i * (2 * j + 1) / (2 * n)) * math.sqrt(2.0 / n)
+    Q[:, 0] /= math.sqrt(2.0)
+    return Q.to(dtype=dtype, device=device)
+
+
+class DCTLowRank(torch.optim.Optimizer):
+    """Adam on a low-rank projection of each matrix gradient, the projection chosen among the
+    DCT basis vectors that carry the most gradient energy (Modoranu et al., arXiv 2505.17967);
+    no SVD, and only ``rank`` integer indices stored per matrix.
+
+    For a weight ``W`` of shape ``(p, q)`` (conv kernels viewed as ``(out, rest)``), projected on
+    its longer side ``n = max(p, q)`` (transposed so that it is the second)::
+
+        every update_gap steps:  S = G Q,  keep the `rank` columns of S with the largest l1 norm
+                                 (their indices idx; P = Q[:, idx], n x rank)
+        R = G P                              # (short side, rank) low-rank gradient
+        Adam moments of R (bias-corrected)   # 2 * short * rank numbers instead of 2 p q
+        W <- W (1 - lr wd) - lr * scale * (m_hat / (sqrt(v_hat) + eps)) P^T
+
+    Parameters with fewer than 2 dimensions, or whose longer side is at most ``rank``, get
+    plain AdamW. With ``rank >= n`` the projection is the identity and the update is AdamW's.
+    :meth:`memory_report` compares the optimizer state with full Adam's.
+    """
+
+    def __init__(
+        self,
+        params: Iterable[Any],
+        lr: float = 1e-3,
+        rank: int = 32,
+        update_gap: int = 50,
+        scale: float = 1.0,
+        betas: tuple[float, float] = (0.9, 0.999),
+        eps: float = 1e-8,
+        weight_decay: float = 0.0,
+    ) -> None:
+        check_number("lr", lr, low=0.0)
+        check_betas(betas)
+        check_number("eps", eps, low=0.0, low_open=True)
+        check_number("weight_decay", weight_decay, low=0.0)
+        check_number("scale", scale, low=0.0, low_open=True)
+        for name, value in (("rank", rank), ("update_gap", update_gap)):
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ValueError(f"invalid {name}: {value!r} (expected a positive integer)")
+        super().__init__(
+            params,
+            dict(
+                lr=lr,
+                rank=rank,
+                update_gap=update_gap,
+                scale=scale,
+                betas=tuple(betas),
+                eps=eps,
+                weight_decay=weight_decay,
+            ),
+        )
+        self._bases: dict[tuple[int, torch.dtype, torch.device], torch.Tensor] = {}
+
+    def _basis(self, n: int, like: torch.Tensor) -> torch.Tensor:
+        key = (n, like.dtype, like.device)
+        if key not in self._bases:
+            self._bases[key] = dct_matrix(n, dtype=like.dtype, device=like.device)
+        return self._bases[key]
+
+    @staticmethod
+    def _as_matrix(t: torch.Tensor) -> tuple[torch.Tensor, bool]:
+        """(short, long) view of a 2+-D tensor and whether it was transposed."""
+        M = t.reshape(t.shape[0], -1)
+        return (M.T, True) if M.shape[0] > M.shape[1] else (M, False)
+
+    @torch.no_grad()
+    def step(self, closure: Callable[[], Any] | None = None) -> Any:
+        loss = None
+        if closure is not None:
+            with torch.enable_grad():
+                loss = closure()
+        for group in self.param_groups:
+            b1, b2 = group["betas"]
+            for p in group["params"]:
+                if p.grad is None:
+                    continue
+                if p.is_complex():
+                    raise TypeError("DCTLowRank supports real parameters only")
+                state = self.state[p]
+                G, transposed = (p.grad, False) if p.ndim < 2 else self._as_matrix(p.grad)
+                lowrank = p.ndim >= 2 and G.shape[1] > group["rank"]
+                if "step" not in state:
+                    state["step"] = 0
+                    shape = (G.shape[0], group["rank"]) if lowrank else p.shape
+                    state["exp_avg"] = torch.zeros(shape, dtype=p.dtype, device=p.device)
+                    state["exp_avg_sq"] = torch.zeros(shape, dtype=p.dtype, device=p.device)
+                if lowrank:
+                    Q = self._basis(G.shape[1], G)
+                    if state["step"] % group["update_gap"] == 0:
+                        energy = (G @ Q).abs().sum(dim=0)
+                        state["indices"] = torch.topk(energy, group["rank"]).indices.sort().values
+                    # torch's load_state_dict casts state tensors to the parameter's dtype
+                    P = Q[:, state["indices"].long()]  # (long, rank)
+                    R = G @ P
+                else:
+                    R = p.grad
+                state["step"] += 1
+                state["exp_avg"].mul_(b1).add_(R, alpha=1 - b1)
+                state["exp_avg_sq"].mul_(b2).addcmul_(R, R, value=1 - b2)
+                bc1 = 1 - b1 ** state["step"]
+                bc2 = 1 - b2 ** state["step"]
+                low = (state["exp_avg"] / bc1) / ((state["exp_avg_sq"] / bc2).sqrt() + group["eps"])
+                if lowrank:
+                    full = low @ P.T
+                    update = (full.T if transposed else full).reshape(p.shape) * group["scale"]
+                else:
+                    update = low
+                if group["weight_decay"]:
+                    p.mul_(1 - group["lr"] * group["weight_decay"])
+                p.add_(update, alpha=-group["lr"])
+        return loss
+
+    def memory_report(self) -> dict[str, int]:
+        """Bytes of optimizer state, and what full Adam would hold for the same parameters."""
+        ours = full = 0
+        for group in self.param_groups:
+            for p in group["params"]:
+                full += 2 * p.numel() * p.element_size()
+                for key in ("exp_avg", "exp_avg_sq", "indices"):
+                    t = self.state.get(p, {}).get(key)
+                    if t is not None:
+                        ours += t.numel() * t.element_size()
+        return {"state_bytes": ours, "adam_state_bytes": full}
