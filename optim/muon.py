@@ -17,17 +17,24 @@ __all__ = ["Muon", "newton_schulz"]
 NS_COEFFICIENTS = (3.4445, -4.7750, 2.0315)
 
 
-def newton_schulz(G: torch.Tensor, steps: int = 5, eps: float = 1e-7) -> torch.Tensor:
+def newton_schulz(
+    G: torch.Tensor, steps: int = 5, eps: float = 1e-7, dtype: torch.dtype | None = None
+) -> torch.Tensor:
     """An approximate orthogonal polar factor ``U V^T`` of a matrix ``G = U S V^T``.
 
     ``X_0 = G / ||G||_F``, then ``X <- a X + (b A + c A^2) X`` with ``A = X X^H``, ``steps``
     times (on the short side). With the default 5 steps, the singular values of the result lie
     in about [0.6, 1.2] whenever ``sigma / ||G||_F >= 2e-3`` (checked in the tests): Muon needs
-    a direction, not an exact polar factor. Real and complex matrices.
+    a direction, not an exact polar factor. Real and complex matrices. ``dtype`` runs the
+    iteration in another precision (the reference and ``torch.optim.Muon`` use bfloat16, fast
+    on GPUs); the result comes back in ``G``'s dtype.
     """
     if G.ndim != 2:
         raise ValueError(f"newton_schulz needs a matrix, got shape {tuple(G.shape)}")
     a, b, c = NS_COEFFICIENTS
+    out_dtype = G.dtype
+    if dtype is not None:
+        G = G.to(dtype)
     X = G / (torch.linalg.matrix_norm(G) + eps)
     tall = X.shape[0] > X.shape[1]
     if tall:
@@ -35,7 +42,7 @@ def newton_schulz(G: torch.Tensor, steps: int = 5, eps: float = 1e-7) -> torch.T
     for _ in range(steps):
         A = X @ X.mH
         X = a * X + (b * A + c * (A @ A)) @ X
-    return X.mH if tall else X
+    return (X.mH if tall else X).to(out_dtype)
 
 
 class Muon(torch.optim.Optimizer):
@@ -68,6 +75,9 @@ class Muon(torch.optim.Optimizer):
     nesterov : bool
     ns_steps : int
         Newton-Schulz iterations.
+    ns_dtype : torch.dtype, optional
+        Precision of the iteration (default: the parameter's; ``torch.bfloat16`` is the
+        reference recipe for GPUs).
     weight_decay : float
         Decoupled weight decay (both parts).
     variant : {"muon", "auon"}
@@ -82,6 +92,7 @@ class Muon(torch.optim.Optimizer):
         momentum: float = 0.95,
         nesterov: bool = True,
         ns_steps: int = 5,
+        ns_dtype: torch.dtype | None = None,
         weight_decay: float = 0.0,
         variant: str = "muon",
         adamw_lr: float = 3e-4,
@@ -103,6 +114,7 @@ class Muon(torch.optim.Optimizer):
             momentum=momentum,
             nesterov=nesterov,
             ns_steps=ns_steps,
+            ns_dtype=ns_dtype,
             weight_decay=weight_decay,
             variant=variant,
             adamw_lr=adamw_lr,
@@ -145,9 +157,8 @@ class Muon(torch.optim.Optimizer):
         u = torch.lerp(g, m, beta) if group["nesterov"] else m
         mat = u.reshape(u.shape[0], -1)
         if group["variant"] == "muon":
-            update = newton_schulz(mat, group["ns_steps"]) * math.sqrt(
-                max(1.0, mat.shape[0] / mat.shape[1])
-            )
+            ortho = newton_schulz(mat, group["ns_steps"], dtype=group["ns_dtype"])
+            update = ortho * math.sqrt(max(1.0, mat.shape[0] / mat.shape[1]))
         else:
             normed = mat / (torch.linalg.matrix_norm(mat) + 1e-12)
             update = normed / torch.sqrt(torch.mean(torch.cosh(normed.abs()) ** 2))

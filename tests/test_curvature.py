@@ -183,3 +183,18 @@ def test_curvature_operators_work_with_cg_and_refuse_bad_models() -> None:
         cv.hutchinson_trace(np.eye(3), 0)
     with pytest.raises(ValueError, match="which"):
         cv.top_eigenvalues(np.eye(3), 1, which="middle")
+
+
+def test_curvature_in_float32_matches_float64() -> None:
+    model = _mlp(7)
+    X, y = _data(seed=8)
+    op64 = cv.hessian_operator(model, mse, X, y)
+    model32 = _mlp(7).float()
+    op32 = cv.hessian_operator(model32, mse, X.float(), y.float())
+    assert op32.dtype == torch.float32
+    v = torch.randn(op64.shape[0], dtype=torch.float64)
+    ref = op64 @ v
+    got = (op32 @ v.float()).double()
+    assert float(torch.linalg.norm(got - ref) / torch.linalg.norm(ref)) < 1e-5
+    est = cv.hutchinson_trace(op32, 8, generator=torch.Generator().manual_seed(0))
+    assert est.value.dtype == torch.float32 and torch.isfinite(est.value)

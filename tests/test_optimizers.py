@@ -409,3 +409,31 @@ def test_registry_lists_valid_names_and_arguments() -> None:
         ns.optim.create("adamp", [torch.nn.Parameter(torch.ones(2))], learning_rate=0.1)
     with pytest.raises(TypeError, match="complex"):
         MFAC([torch.nn.Parameter(torch.ones(2, dtype=torch.complex128))])
+
+
+def test_newton_schulz_in_bfloat16_returns_the_input_dtype_and_stays_in_band() -> None:
+    gen = torch.Generator().manual_seed(3)
+    G = torch.randn(12, 20, generator=gen)
+    out = newton_schulz(G, dtype=torch.bfloat16)
+    assert out.dtype == torch.float64
+    sv = torch.linalg.svdvals(out)
+    assert 0.5 <= float(sv.min()) and float(sv.max()) <= 1.25  # bfloat16 keeps about 3 digits
+    W = torch.nn.Parameter(torch.randn(6, 4))
+    W.grad = torch.randn(6, 4)
+    Muon([W], ns_dtype=torch.bfloat16).step()
+    assert W.dtype == torch.float64
+
+
+def test_auon_variant_first_step() -> None:
+    torch.manual_seed(4)
+    W = torch.nn.Parameter(torch.randn(5, 3))
+    g = torch.randn(5, 3)
+    W.grad = g.clone()
+    before = W.detach().clone()
+    lr, beta = 0.1, 0.95
+    Muon([W], lr=lr, momentum=beta, variant="auon").step()
+    u = (1 - beta) * g + beta * (1 - beta) * g
+    N = u / torch.linalg.matrix_norm(u)
+    expected = before - lr * N / torch.sqrt(torch.mean(torch.cosh(N) ** 2))
+    # The implementation guards the norm with +1e-12 (here ||u|| is about 0.1): 1e-11 relative.
+    np.testing.assert_allclose(W.detach().numpy(), expected.numpy(), rtol=1e-10)
