@@ -437,3 +437,47 @@ def test_auon_variant_first_step() -> None:
     expected = before - lr * N / torch.sqrt(torch.mean(torch.cosh(N) ** 2))
     # The implementation guards the norm with +1e-12 (here ||u|| is about 0.1): 1e-11 relative.
     np.testing.assert_allclose(W.detach().numpy(), expected.numpy(), rtol=1e-10)
+
+
+def test_sophia_gnb_estimate_has_the_gauss_newton_diagonal_as_expectation() -> None:
+    """For 0.5 * mean ||f - y||^2, batch * g^2 of the loss on targets sampled from the model
+    (f + unit Gaussian noise) has expectation diag(J^T J) / batch = diag of the GGN."""
+    from neuralsolve.optim import curvature as cv
+    from neuralsolve.optim import gnb_loss
+
+    torch.manual_seed(5)
+    model = torch.nn.Sequential(torch.nn.Linear(3, 4), torch.nn.Tanh(), torch.nn.Linear(4, 2))
+    X = torch.randn(6, 3)
+    ggn = cv.ggn_operator(
+        model, lambda out, y: 0.5 * ((out - y) ** 2).sum() / out.shape[0], X, torch.zeros(6, 2)
+    )
+    exact = torch.diagonal(ggn.to_dense())
+    opt = Sophia(
+        model.parameters(), estimator="gnb", betas=(0.9, 0.0)
+    )  # beta2 = 0: h is the last sample
+    gen = torch.Generator().manual_seed(0)
+    samples = []
+    for _ in range(4000):
+        model.zero_grad()
+        gnb_loss(model(X), kind="mse", generator=gen).backward()
+        opt.update_hessian(batch_size=6)
+        samples.append(torch.cat([opt.state[p]["hessian"].reshape(-1) for p in model.parameters()]))
+    S = torch.stack(samples)
+    z = (S.mean(0) - exact).abs() / (S.std(0) / math.sqrt(len(samples)) + 1e-30)
+    assert float(z.max()) < 4.5, z.max()  # every coordinate within 4.5 standard errors
+
+
+def test_adahessian_averages_conv_kernels_over_space() -> None:
+    torch.manual_seed(6)
+    conv = torch.nn.Conv2d(2, 3, 3)
+    x = torch.randn(4, 2, 6, 6)
+    opt = AdaHessian(conv.parameters(), lr=0.1)
+    loss = (conv(x) ** 2).mean()
+    grads = torch.autograd.grad(loss, list(conv.parameters()), create_graph=True)
+    for p, g in zip(conv.parameters(), grads, strict=True):
+        p.grad = g
+    opt.step()
+    v = opt.state[conv.weight]["exp_hessian_diag_sq"]
+    # One value per (out, in) kernel, broadcast over its 3 x 3 positions.
+    assert torch.allclose(v, v[:, :, :1, :1].expand_as(v))
+    assert not torch.allclose(v[:, :, 0, 0], v[0, 0, 0, 0].expand(3, 2))
