@@ -8,7 +8,7 @@ from typing import Any
 
 import torch
 
-__all__ = ["ProbeGeneratorMixin", "check_betas", "check_number"]
+__all__ = ["ProbeGeneratorMixin", "check_betas", "check_number", "run_closure"]
 
 
 def check_number(
@@ -31,6 +31,15 @@ def check_number(
         raise ValueError(
             f"invalid {name}: {value} (expected a value in {left}{low}, {high}{right})"
         )
+
+
+def run_closure(closure: Any) -> Any:
+    """The loss from a ``step(closure)`` argument, evaluated with gradients enabled (``step``
+    itself runs under ``torch.no_grad``), or ``None``."""
+    if closure is None:
+        return None
+    with torch.enable_grad():
+        return closure()
 
 
 def check_betas(betas: Any) -> None:

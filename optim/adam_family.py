@@ -9,7 +9,7 @@ from typing import Any
 
 import torch
 
-from ._common import check_betas, check_number
+from ._common import check_betas, check_number, run_closure
 
 __all__ = ["AdamP", "DiffGrad"]
 
@@ -99,10 +99,7 @@ class AdamP(torch.optim.Optimizer):
 
     @torch.no_grad()
     def step(self, closure: Callable[[], Any] | None = None) -> Any:
-        loss = None
-        if closure is not None:
-            with torch.enable_grad():
-                loss = closure()
+        loss = run_closure(closure)
         for group in self.param_groups:
             b1, b2 = group["betas"]
             for p in group["params"]:
@@ -160,10 +157,7 @@ class DiffGrad(torch.optim.Optimizer):
 
     @torch.no_grad()
     def step(self, closure: Callable[[], Any] | None = None) -> Any:
-        loss = None
-        if closure is not None:
-            with torch.enable_grad():
-                loss = closure()
+        loss = run_closure(closure)
         for group in self.param_groups:
             b1, b2 = group["betas"]
             for p in group["params"]:

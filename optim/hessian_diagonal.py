@@ -9,7 +9,7 @@ from typing import Any
 
 import torch
 
-from ._common import ProbeGeneratorMixin, check_betas, check_number
+from ._common import ProbeGeneratorMixin, check_betas, check_number, run_closure
 
 __all__ = ["AdaHessian", "Sophia"]
 
@@ -93,10 +93,7 @@ class AdaHessian(ProbeGeneratorMixin, torch.optim.Optimizer):
 
     @torch.no_grad()
     def step(self, closure: Callable[[], Any] | None = None) -> Any:
-        loss = None
-        if closure is not None:
-            with torch.enable_grad():
-                loss = closure()
+        loss = run_closure(closure)
         params = [p for g in self.param_groups for p in g["params"] if p.grad is not None]
         if not params:
             return loss
@@ -223,10 +220,7 @@ class Sophia(ProbeGeneratorMixin, torch.optim.Optimizer):
 
     @torch.no_grad()
     def step(self, closure: Callable[[], Any] | None = None) -> Any:
-        loss = None
-        if closure is not None:
-            with torch.enable_grad():
-                loss = closure()
+        loss = run_closure(closure)
         refresh = self.estimator == "hutchinson" and self.steps_taken % self.update_every == 0
         params = [p for g in self.param_groups for p in g["params"] if p.grad is not None]
         if refresh and params:

@@ -8,7 +8,7 @@ from typing import Any
 
 import torch
 
-from ._common import check_betas, check_number
+from ._common import check_betas, check_number, run_closure
 
 __all__ = ["DCTLowRank", "dct_matrix"]
 
@@ -89,10 +89,7 @@ class DCTLowRank(torch.optim.Optimizer):
 
     @torch.no_grad()
     def step(self, closure: Callable[[], Any] | None = None) -> Any:
-        loss = None
-        if closure is not None:
-            with torch.enable_grad():
-                loss = closure()
+        loss = run_closure(closure)
         for group in self.param_groups:
             b1, b2 = group["betas"]
             for p in group["params"]:

@@ -7,7 +7,7 @@ from typing import Any
 
 import torch
 
-from ._common import check_number
+from ._common import check_number, run_closure
 
 __all__ = ["MFAC", "woodbury_inverse_fisher"]
 
@@ -108,10 +108,7 @@ class MFAC(torch.optim.Optimizer):
 
     @torch.no_grad()
     def step(self, closure: Callable[[], Any] | None = None) -> Any:
-        loss = None
-        if closure is not None:
-            with torch.enable_grad():
-                loss = closure()
+        loss = run_closure(closure)
         for group in self.param_groups:
             params = [p for p in group["params"]]
             if all(p.grad is None for p in params):

@@ -8,7 +8,7 @@ from typing import Any
 
 import torch
 
-from ._common import check_betas, check_number
+from ._common import check_betas, check_number, run_closure
 
 __all__ = ["Muon", "newton_schulz"]
 
@@ -132,10 +132,7 @@ class Muon(torch.optim.Optimizer):
 
     @torch.no_grad()
     def step(self, closure: Callable[[], Any] | None = None) -> Any:
-        loss = None
-        if closure is not None:
-            with torch.enable_grad():
-                loss = closure()
+        loss = run_closure(closure)
         for group in self.param_groups:
             for p in group["params"]:
                 if p.grad is None:
