@@ -1,5 +1,6 @@
 """Problems and data: the gallery of reference problems (finite-volume Poisson on boxes with
-obstacles and variable coefficients, P1 finite elements on meshes) and system I/O."""
+obstacles and variable coefficients, P1 finite elements on meshes), system I/O, and
+operator-learning data (HDF5 datasets, ours and PDEBench's; generators built on our solvers)."""
 
 from .fem import FEMProblem, poisson_fem, read_mesh, unit_cube_mesh, unit_square_mesh
 from .gallery import (
@@ -12,6 +13,15 @@ from .gallery import (
     obstacle_spheres,
     poisson,
 )
+from .hdf5 import (
+    DatasetWriter,
+    H5Dataset,
+    Normalizer,
+    describe,
+    format_description,
+    split_indices,
+    write_dataset,
+)
 from .io import (
     LinearSystem,
     load_problem,
@@ -23,11 +33,16 @@ from .io import (
 
 __all__ = [
     "PROBLEMS",
+    "DatasetWriter",
     "FEMProblem",
     "Grid",
+    "H5Dataset",
     "LinearSystem",
+    "Normalizer",
     "PoissonProblem",
     "available_problems",
+    "describe",
+    "format_description",
     "load_problem",
     "make_problem",
     "obstacle_random",
@@ -37,8 +52,10 @@ __all__ = [
     "read_mesh",
     "read_rhs",
     "read_system",
+    "split_indices",
     "unit_cube_mesh",
     "unit_square_mesh",
+    "write_dataset",
     "write_solution",
     "write_system",
 ]

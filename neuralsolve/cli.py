@@ -1,4 +1,5 @@
-"""The ``neuralsolve`` command: ``solve``, ``bench``, ``methods``, ``problems``, ``info``.
+"""The ``neuralsolve`` command: ``solve``, ``bench``, ``methods``, ``problems``, ``info``, and
+the operator-learning ``data``, ``train operator``, ``eval`` (in :mod:`.cli_operators`).
 
 Exit codes: 0 success, 1 a solve that did not converge, 2 bad input or usage.
 """
@@ -150,6 +151,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=_cmd_problems)
     i = sub.add_parser("info", help="versions, threads and devices")
     i.set_defaults(func=_cmd_info)
+    from .cli_operators import add_parsers
+
+    add_parsers(sub)
     return parser
 
 

@@ -2,25 +2,16 @@
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable, Iterable
 from typing import Any
 
 import torch
 
+from neuralsolve.spectral import dct_matrix
+
 from ._common import check_betas, check_number, run_closure
 
 __all__ = ["DCTLowRank", "dct_matrix"]
-
-
-def dct_matrix(n: int, *, dtype: torch.dtype = torch.float64, device: Any = "cpu") -> torch.Tensor:
-    """The orthonormal DCT-II matrix ``Q`` (``Q^T Q = I``), columns the basis vectors:
-    ``Q[j, i] = s_i cos(pi i (2 j + 1) / (2 n))``, ``s_0 = sqrt(1/n)``, ``s_i = sqrt(2/n)``."""
-    j = torch.arange(n, dtype=torch.float64)[:, None]
-    i = torch.arange(n, dtype=torch.float64)[None, :]
-    Q = torch.cos(math.pi * i * (2 * j + 1) / (2 * n)) * math.sqrt(2.0 / n)
-    Q[:, 0] /= math.sqrt(2.0)
-    return Q.to(dtype=dtype, device=device)
 
 
 class DCTLowRank(torch.optim.Optimizer):

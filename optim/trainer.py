@@ -199,6 +199,9 @@ class Trainer:
     eval_fn : callable, optional
         ``eval_fn(model) -> dict[str, float]``, every ``eval_every`` steps and at the end; its
         first value picks ``best.pt`` (lower is better).
+    metadata : dict, optional
+        Plain values (str, numbers, lists, dicts, tensors) stored as ``"metadata"`` in every
+        checkpoint, e.g. what a loader needs to rebuild the model.
 
     Examples
     --------
@@ -219,6 +222,7 @@ class Trainer:
         *,
         data: torch.utils.data.Dataset | None = None,
         eval_fn: Callable[[torch.nn.Module], dict[str, float]] | None = None,
+        metadata: dict[str, Any] | None = None,
     ) -> None:
         if not isinstance(model, torch.nn.Module):
             raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
@@ -230,6 +234,7 @@ class Trainer:
         self.loss_fn = loss_fn
         self.data = data
         self.eval_fn = eval_fn
+        self.metadata = dict(metadata or {})
         self.dtype = torch_dtype(config.dtype)
         self.device = torch.device(config.device)
         if config.mixed_precision and self.device.type != "cuda":
@@ -340,6 +345,7 @@ class Trainer:
                 "step": self.step,
                 "best": self.best,
                 "losses": list(self.losses),
+                "metadata": self.metadata,
             },
             kind="trainer",
         )
@@ -561,6 +567,7 @@ class Trainer:
                         "model": self.module.state_dict(),
                         "step": self.step,
                         "eval": metrics,
+                        "metadata": self.metadata,
                     },
                     kind="model",
                 )

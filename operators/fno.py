@@ -1,0 +1,177 @@
+"""The Fourier neural operator (Li et al., "Fourier Neural Operator for Parametric Partial
+Differential Equations", ICLR 2021), the baseline the other models are compared with.
+
+::
+
+    v0 = P(a, x)                                     lift: pointwise linear on (a, coordinates)
+    v_{l+1} = act( F^-1[ R_l . F[v_l] ]  +  W_l v_l )  L Fourier layers (no act after the last)
+    u = Q(v_L)                                       projection: pointwise MLP width -> 128 -> out
+
+``F`` is the real FFT over the grid axes with the ``"forward"`` normalisation (coefficients are
+averages, so they do not grow with the resolution), ``R_l`` a complex channel-mixing matrix per
+kept Fourier mode (the lowest ``modes`` frequencies per axis, both signs on all but the last
+axis), ``W_l`` a pointwise linear map. The weights act on modes, not grid points, so one model
+runs on any grid with at least ``2 * modes`` points per axis (fewer: the missing modes are
+dropped). Optional zero padding (``padding``) removes the periodicity the FFT assumes, for
+problems with walls such as Darcy flow.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .base import (
+    OperatorConfig,
+    Pointwise,
+    _per_axis,
+    _positive_int,
+    activation,
+    check_input,
+    register,
+    with_coordinates,
+)
+
+__all__ = ["FNO", "FNOConfig", "SpectralConv"]
+
+_LETTERS = "xyz"
+
+
+class SpectralConv(nn.Module):
+    """``y = F^-1[ R . F[x] ]`` on the lowest ``modes`` Fourier modes of each grid axis.
+
+    The complex weights are stored as real tensors with a trailing axis of 2 (real, imaginary)
+    so that data-parallel wrappers and optimizers see only real parameters.
+
+    Parameters
+    ----------
+    in_channels, out_channels : int
+    modes : tuple of int
+        Kept frequencies per axis: ``0..m-1`` and ``-m..-1`` on every axis but the last (real
+        FFT), ``0..m-1`` on the last.
+    """
+
+    def __init__(self, in_channels: int, out_channels: int, modes: tuple[int, ...]) -> None:
+        super().__init__()
+        self.modes = tuple(modes)
+        kept = [2 * m for m in modes[:-1]] + [modes[-1]]
+        std = math.sqrt(2.0 / (in_channels + out_channels)) / math.sqrt(2.0)
+        self.weight = nn.Parameter(torch.randn(in_channels, out_channels, *kept, 2) * std)
+        d = len(modes)
+        letters = _LETTERS[:d]
+        self._equation = f"bi{letters},io{letters}->bo{letters}"
+
+    def _mode_index(self, sizes: tuple[int, ...], device: torch.device) -> list[torch.Tensor]:
+        """Per axis: the FFT indices kept at this resolution, and the matching weight rows."""
+        grid_idx, weight_idx = [], []
+        for a, (n, m) in enumerate(zip(sizes, self.modes, strict=True)):
+            last = a == len(sizes) - 1
+            if last:
+                k = min(m, n)  # n here is the length of the rfft axis, n_grid // 2 + 1
+                grid_idx.append(torch.arange(k, device=device))
+                weight_idx.append(torch.arange(k, device=device))
+            else:
+                k = min(m, n // 2)
+                pos = torch.arange(k, device=device)
+                grid_idx.append(torch.cat([pos, n - k + pos]))
+                weight_idx.append(torch.cat([pos, 2 * m - k + pos]))
+        return grid_idx + weight_idx
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:  # (b, in, *grid) -> (b, out, *grid)
+        d = len(self.modes)
+        dims = tuple(range(-d, 0))
+        x_ft = torch.fft.rfftn(x, dim=dims, norm="forward")
+        idx = self._mode_index(tuple(x_ft.shape[2:]), x.device)
+        grid_idx, weight_idx = idx[:d], idx[d:]
+        mesh = torch.meshgrid(*grid_idx, indexing="ij")
+        wmesh = torch.meshgrid(*weight_idx, indexing="ij")
+        weight = torch.view_as_complex(self.weight.to(x.dtype).contiguous())
+        w = weight[(slice(None), slice(None), *wmesh)]
+        y = torch.einsum(self._equation, x_ft[(slice(None), slice(None), *mesh)], w)
+        out_ft = x_ft.new_zeros((x.shape[0], w.shape[1], *x_ft.shape[2:]))
+        out_ft[(slice(None), slice(None), *mesh)] = y
+        return torch.fft.irfftn(out_ft, s=x.shape[2:], dim=dims, norm="forward")
+
+
+@dataclass
+class FNOConfig(OperatorConfig):
+    """Hyperparameters of :class:`FNO` (defaults: the FNO paper's 2-D Darcy model).
+
+    Attributes
+    ----------
+    modes : int or tuple of int
+        Fourier modes kept per axis.
+    width : int
+        Channels of the Fourier layers.
+    layers : int
+        Number of Fourier layers.
+    projection : int
+        Hidden width of the output MLP.
+    padding : int
+        Zero cells appended at the upper end of every axis before the Fourier layers and cut
+        off after them (0 for periodic problems).
+    activation : str
+    """
+
+    modes: int | tuple[int, ...] = 12
+    width: int = 32
+    layers: int = 4
+    projection: int = 128
+    padding: int = 0
+    activation: str = "gelu"
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        self.modes = _per_axis(self, "modes")
+        for name in ("width", "layers", "projection"):
+            _positive_int(self, name)
+        if not isinstance(self.padding, int) or self.padding < 0:
+            raise ValueError(f"padding must be a non-negative integer, got {self.padding!r}")
+        activation(self.activation)
+
+
+@register("fno", FNOConfig)
+class FNO(nn.Module):
+    """Fourier neural operator on 1-, 2- or 3-D grids (see the module docstring).
+
+    Examples
+    --------
+    >>> import torch, neuralsolve as ns
+    >>> model = ns.operators.create("fno", modes=8, width=16)
+    >>> model(torch.randn(4, 1, 32, 32)).shape
+    torch.Size([4, 1, 32, 32])
+    """
+
+    def __init__(self, config: FNOConfig) -> None:
+        super().__init__()
+        self.config = config
+        c = config
+        self.lift = Pointwise(c.in_channels + c.dim, c.width)
+        self.spectral = nn.ModuleList(
+            SpectralConv(c.width, c.width, c.modes) for _ in range(c.layers)
+        )
+        self.pointwise = nn.ModuleList(Pointwise(c.width, c.width) for _ in range(c.layers))
+        self.act = activation(c.activation)
+        self.head = nn.Sequential(
+            Pointwise(c.width, c.projection), activation(c.activation),
+            Pointwise(c.projection, c.out_channels),
+        )  # fmt: skip
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        check_input(self, x)
+        grid = x.shape[2:]
+        v = self.lift(with_coordinates(x))
+        pad = self.config.padding
+        if pad:
+            v = F.pad(v, [0, pad] * self.config.dim)
+        for i, (spec, point) in enumerate(zip(self.spectral, self.pointwise, strict=True)):
+            v = spec(v) + point(v)
+            if i < len(self.spectral) - 1:
+                v = self.act(v)
+        if pad:
+            v = v[(slice(None), slice(None), *(slice(0, n) for n in grid))]
+        return self.head(v)

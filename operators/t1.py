@@ -1,0 +1,293 @@
+"""T1, "transform once" (Poli, Massaroli, Berto, Park, Ermon, "Transform Once: Efficient
+Operator Learning in Frequency Domain", NeurIPS 2022).
+
+An FNO transforms to the frequency domain and back in every layer. T1 does it once::
+
+    v  = P(a, x)                            lift: pointwise linear on (a, coordinates)
+    V  = T_m(v)                             ONE truncated transform: the m lowest modes per axis
+    V <- V + B_l(V),  l = 1..L              learned blocks acting on modes only
+    U  = Q(V)                               per-mode head: width -> 128 -> sin -> out
+    u  = T_m^-1(U)                          ONE inverse (skipped when the loss is spectral)
+
+Each block mixes channels per mode and then mixes modes along each axis::
+
+    B(V)[o, k] = M_y( M_x( act( sum_i R[i, o, k] V[i, k] ) ) )
+    M_x(Z)[c, k_x, k_y] = sum_j S_x[c, k_x, j] Z[c, j, k_y]     (and likewise along y, z)
+
+(FNO has no mode-mixing; T1 can afford it because the blocks never leave the m^d modes).
+
+**Transforms.** ``"dct"``: the orthonormal DCT-II per axis (:mod:`neuralsolve.spectral`),
+applied as an ``(m, n)`` matrix, so ``T_m`` costs ``O(n m)`` per axis and never computes the
+modes it would throw away; scaled by ``1 / sqrt(N)`` (``N`` grid points) so that a function's
+coefficients do not depend on the resolution, which is what lets the model run on other grids.
+``"fft"``: the real FFT with ``"forward"`` normalisation, lowest modes kept as in FNO, real and
+imaginary parts handled as separate channels.
+
+**Variance-preserving initialisation** (the paper's "vp" init): an orthonormal transform keeps
+the total variance, and truncating to ``m`` of ``N`` modes with weights of variance ``s^2``
+gives an output variance ``m s^2 fan_in / N`` times the input's. Channel-mixing weights are
+therefore drawn with ``s = gain * sqrt(N / (m * fan_in))`` (gain 1 for the DCT, 1/2 for the FFT,
+``N`` the training grid given as ``resolution``); mode-mixing weights with
+``s = sqrt(1 / fan_in)``. ``init="naive"`` uses FNO's ``1 / (fan_in * fan_out)`` instead.
+
+**Loss in the transform domain.** :meth:`T1.forward_spectral` returns ``U`` and
+:meth:`T1.transform` gives a target's modes; by Parseval, the squared L2 error in the physical
+domain is the error on the kept modes plus the target's energy in the dropped modes, so training
+on coefficients needs no inverse transform (:func:`spectral_relative_l2`, DCT only).
+
+Deviation: the paper initialises the whole head at ``1e-8 * randn``; here only its last layer
+is (the output starts near zero as in the paper), since two tiny factors in a row give tiny
+gradients to any optimizer that is not scale-invariant.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from functools import lru_cache
+
+import torch
+from torch import nn
+
+from neuralsolve.spectral import dct_matrix
+
+from .base import (
+    OperatorConfig,
+    Pointwise,
+    _per_axis,
+    _positive_int,
+    activation,
+    check_input,
+    register,
+    with_coordinates,
+)
+
+__all__ = ["T1", "T1Config", "spectral_relative_l2"]
+
+_LETTERS = "xyz"
+
+
+@lru_cache(maxsize=64)
+def _truncated_dct(n: int, m: int, dtype: torch.dtype, device: str) -> torch.Tensor:
+    """The ``(m, n)`` matrix of the ``m`` lowest orthonormal DCT-II modes, scaled by
+    ``1 / sqrt(n)``; rows past ``n`` (a grid coarser than the kept modes) are zero."""
+    Q = dct_matrix(n, dtype=torch.float64)  # (n, n), columns = modes
+    T = torch.zeros(m, n, dtype=torch.float64)
+    k = min(m, n)
+    T[:k] = Q[:, :k].T / math.sqrt(n)
+    return T.to(dtype=dtype, device=torch.device(device))
+
+
+@dataclass
+class T1Config(OperatorConfig):
+    """Hyperparameters of :class:`T1` (defaults: the paper's Navier-Stokes model, m 24,
+    width 48, 8 blocks).
+
+    Attributes
+    ----------
+    modes : int or tuple of int
+        Modes kept per axis (the lowest ``modes`` DCT modes; for ``"fft"``, ``modes`` of each
+        sign on all but the last axis).
+    width : int
+        Channels.
+    layers : int
+        Number of blocks.
+    projection : int
+        Hidden width of the per-mode head.
+    transform : {"dct", "fft"}
+    init : {"vp", "naive"}
+    resolution : int or tuple of int
+        Training grid, used only by the ``"vp"`` initialisation (``N`` above).
+    activation : str
+    """
+
+    modes: int | tuple[int, ...] = 24
+    width: int = 48
+    layers: int = 8
+    projection: int = 128
+    transform: str = "dct"
+    init: str = "vp"
+    resolution: int | tuple[int, ...] = 64
+    activation: str = "gelu"
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        self.modes = _per_axis(self, "modes")
+        self.resolution = _per_axis(self, "resolution")
+        for name in ("width", "layers", "projection"):
+            _positive_int(self, name)
+        if self.transform not in ("dct", "fft"):
+            raise ValueError(f"transform must be 'dct' or 'fft', got {self.transform!r}")
+        if self.init not in ("vp", "naive"):
+            raise ValueError(f"init must be 'vp' or 'naive', got {self.init!r}")
+        activation(self.activation)
+
+
+class _Block(nn.Module):
+    """Per-mode channel mixing, activation, then mode mixing along each axis; residual."""
+
+    def __init__(self, channels: int, kept: tuple[int, ...], channel_std: float, act: str) -> None:
+        super().__init__()
+        self.channel = nn.Parameter(torch.randn(channels, channels, *kept) * channel_std)
+        self.axis = nn.ParameterList(
+            nn.Parameter(torch.randn(channels, k, k) / math.sqrt(k)) for k in kept
+        )
+        self.bias = nn.Parameter(torch.zeros(channels, *kept))
+        self.act = activation(act)
+        d = len(kept)
+        letters = _LETTERS[:d]
+        self._mix = f"bi{letters},io{letters}->bo{letters}"
+        self._axis_eq = []
+        for a in range(d):
+            src = letters.replace(letters[a], "j")
+            self._axis_eq.append(f"bc{src},c{letters[a]}j->bc{letters}")
+
+    def forward(self, V: torch.Tensor) -> torch.Tensor:  # (b, c, *kept)
+        Z = self.act(torch.einsum(self._mix, V, self.channel) + self.bias)
+        for eq, S in zip(self._axis_eq, self.axis, strict=True):
+            Z = torch.einsum(eq, Z, S)
+        return V + Z
+
+
+@register("t1", T1Config)
+class T1(nn.Module):
+    """Transform-once operator (see the module docstring).
+
+    Examples
+    --------
+    >>> import torch, neuralsolve as ns
+    >>> model = ns.operators.create("t1", modes=8, width=16, layers=2, resolution=32)
+    >>> model(torch.randn(4, 1, 32, 32)).shape
+    torch.Size([4, 1, 32, 32])
+    """
+
+    def __init__(self, config: T1Config) -> None:
+        super().__init__()
+        self.config = c = config
+        fft = c.transform == "fft"
+        # FFT modes: both signs on all but the last axis; real and imaginary parts as channels
+        self.kept = (*tuple(2 * m for m in c.modes[:-1]), c.modes[-1]) if fft else c.modes
+        channels = 2 * c.width if fft else c.width
+        self.lift = Pointwise(c.in_channels + c.dim, c.width)
+        m = math.prod(self.kept)
+        N = math.prod(c.resolution)
+        if c.init == "vp":
+            gain = 0.5 if fft else 1.0
+            std = gain * math.sqrt(N / (m * channels))
+        else:
+            std = 1.0 / (channels * channels)
+        self.blocks = nn.ModuleList(
+            _Block(channels, self.kept, std, c.activation) for _ in range(c.layers)
+        )
+        self.head_in = Pointwise(channels, c.projection)
+        self.head_out = Pointwise(c.projection, 2 * c.out_channels if fft else c.out_channels)
+        with torch.no_grad():
+            self.head_out.weight.normal_(0.0, 1e-8)
+            self.head_out.bias.zero_()
+
+    # ------------------------------------------------------------------ transforms
+    def transform(self, v: torch.Tensor) -> torch.Tensor:
+        """The kept modes ``T_m(v)`` of ``v`` of shape ``(b, c, *grid)``: ``(b, c, *kept)``
+        (for the FFT, real and imaginary parts stacked along the channels)."""
+        d = self.config.dim
+        if self.config.transform == "dct":
+            for a in range(d):
+                T = _truncated_dct(v.shape[2 + a], self.kept[a], v.dtype, str(v.device))
+                v = torch.movedim(torch.movedim(v, 2 + a, -1) @ T.T, -1, 2 + a)
+            return v
+        V = torch.fft.rfftn(v, dim=tuple(range(-d, 0)), norm="forward")
+        V = V[(slice(None), slice(None), *self._fft_index(V.shape[2:], v.device))]
+        return torch.cat([V.real, V.imag], dim=1)
+
+    def inverse(self, U: torch.Tensor, grid: tuple[int, ...]) -> torch.Tensor:
+        """``T_m^-1``: a function on ``grid`` from its kept modes (the others zero)."""
+        d = self.config.dim
+        if self.config.transform == "dct":
+            for a in range(d):
+                n = grid[a]
+                T = _truncated_dct(n, self.kept[a], U.dtype, str(U.device))
+                U = torch.movedim(torch.movedim(U, 2 + a, -1) @ (T * n), -1, 2 + a)
+            return U
+        c = U.shape[1] // 2
+        spectrum = torch.complex(U[:, :c], U[:, c:])
+        full = [*list(grid[:-1]), grid[-1] // 2 + 1]
+        out = spectrum.new_zeros((U.shape[0], c, *full))
+        index = self._fft_index(tuple(full), U.device)
+        out[(slice(None), slice(None), *index)] = spectrum[
+            (slice(None), slice(None), *self._fft_weight_index(tuple(full), U.device))
+        ]
+        return torch.fft.irfftn(out, s=grid, dim=tuple(range(-d, 0)), norm="forward")
+
+    def _fft_pairs(self, sizes: tuple[int, ...], device: torch.device) -> list[tuple]:
+        pairs = []
+        for a, (n, m) in enumerate(zip(sizes, self.config.modes, strict=True)):
+            if a == len(sizes) - 1:
+                k = min(m, n)
+                pos = torch.arange(k, device=device)
+                pairs.append((pos, pos))
+            else:
+                k = min(m, n // 2)
+                pos = torch.arange(k, device=device)
+                pairs.append((torch.cat([pos, n - k + pos]), torch.cat([pos, 2 * m - k + pos])))
+        return pairs
+
+    def _fft_index(self, sizes: tuple[int, ...], device: torch.device) -> tuple:
+        """Indices of the kept modes in an rFFT of ``sizes``."""
+        pairs = self._fft_pairs(sizes, device)
+        return tuple(torch.meshgrid(*[g for g, _ in pairs], indexing="ij"))
+
+    def _fft_weight_index(self, sizes: tuple[int, ...], device: torch.device) -> tuple:
+        """Where those modes sit in the ``kept`` block (differs on grids coarser than it)."""
+        pairs = self._fft_pairs(sizes, device)
+        return tuple(torch.meshgrid(*[w for _, w in pairs], indexing="ij"))
+
+    # ------------------------------------------------------------------ model
+    def forward_spectral(self, x: torch.Tensor) -> torch.Tensor:
+        """The output's kept modes ``U``, shape ``(b, out_channels, *kept)`` (FFT: real and
+        imaginary parts stacked, ``2 * out_channels``)."""
+        check_input(self, x)
+        V = self.transform(self.lift(with_coordinates(x)))
+        if V.shape[2:] != self.kept:  # FFT on a grid coarser than the modes: zero-pad
+            padded = V.new_zeros((*V.shape[:2], *self.kept))
+            index = self._fft_weight_index((*tuple(x.shape[2:-1]), x.shape[-1] // 2 + 1), x.device)
+            padded[(slice(None), slice(None), *index)] = V
+            V = padded
+        for block in self.blocks:
+            V = block(V)
+        return self.head_out(torch.sin(self.head_in(V)))
+
+    def forward(self, x: torch.Tensor, grid: tuple[int, ...] | None = None) -> torch.Tensor:
+        """The output on ``grid`` (default: the input's grid)."""
+        U = self.forward_spectral(x)
+        return self.inverse(U, tuple(grid) if grid is not None else tuple(x.shape[2:]))
+
+
+def spectral_relative_l2(
+    model: T1, x: torch.Tensor, y: torch.Tensor, *, scale: torch.Tensor | None = None,
+    shift: torch.Tensor | None = None,
+) -> torch.Tensor:  # fmt: skip
+    """Mean relative L2 error ``||u - y|| / ||y||`` per sample, computed on DCT coefficients.
+
+    By Parseval (orthonormal DCT, coefficients scaled by ``1/sqrt(N)``)::
+
+        ||u - y||^2 / N = ||U - T_m y||^2 + (||y||^2 / N - ||T_m y||^2)
+
+    since ``u`` has no energy outside the kept modes. ``scale`` and ``shift`` (per output
+    channel) map the model's normalised output to physical units, ``u = scale * u_n + shift``;
+    a constant ``shift`` lives in the first mode alone (its coefficient is ``shift``).
+    """
+    if model.config.transform != "dct":
+        raise ValueError("the spectral loss is implemented for transform='dct' only")
+    U = model.forward_spectral(x)
+    if scale is not None:
+        U = U * scale.view(1, -1, *([1] * model.config.dim))
+    if shift is not None:
+        first = (slice(None), slice(None), *([0] * model.config.dim))
+        U = U.clone()
+        U[first] = U[first] + shift.view(1, -1)
+    Y = model.transform(y)
+    N = math.prod(y.shape[2:])
+    dims = tuple(range(1, y.ndim))
+    total = (y * y).sum(dims) / N
+    err = ((U - Y) ** 2).sum(dims) + (total - (Y * Y).sum(dims)).clamp_min(0)
+    return (err / total).sqrt().mean()
