@@ -13,15 +13,7 @@ from .gallery import (
     obstacle_spheres,
     poisson,
 )
-from .hdf5 import (
-    DatasetWriter,
-    H5Dataset,
-    Normalizer,
-    describe,
-    format_description,
-    split_indices,
-    write_dataset,
-)
+from .hdf5 import DatasetWriter, describe, format_description, write_dataset
 from .io import (
     LinearSystem,
     load_problem,
@@ -30,6 +22,7 @@ from .io import (
     write_solution,
     write_system,
 )
+from .operator_data import H5Dataset, Normalizer, split_indices
 
 __all__ = [
     "PROBLEMS",

@@ -204,7 +204,7 @@ def _cmd_data_info(args: argparse.Namespace) -> int:
 
 # ----------------------------------------------------------------------------- train
 def _split_datasets(path: str, args: argparse.Namespace) -> tuple[Any, Any, Any, dict]:
-    from neuralsolve.datasets.hdf5 import H5Dataset, split_indices
+    from neuralsolve.datasets.operator_data import H5Dataset, split_indices
 
     full = H5Dataset(
         path, resolution=args.resolution, input_step=args.input_step, output_step=args.output_step
@@ -321,7 +321,7 @@ def _cmd_train_operator(args: argparse.Namespace) -> int:
 def _cmd_eval(args: argparse.Namespace) -> int:
     import numpy as np
 
-    from neuralsolve.datasets.hdf5 import H5Dataset
+    from neuralsolve.datasets.operator_data import H5Dataset
     from neuralsolve.operators import evaluate, load_operator, plot_predictions
 
     _threads(args)

@@ -121,7 +121,10 @@ def create(name: str, **config: Any) -> nn.Module:
 
 def config_dict(model: nn.Module) -> dict[str, Any]:
     """``{"name": ..., "config": {...}}`` of a registered model (stored in checkpoints)."""
-    cfg = model.config  # type: ignore[attr-defined]
+    cfg = getattr(model, "config", None)
+    if not dataclasses.is_dataclass(cfg) or getattr(model, "name", None) not in MODELS:
+        # a model from elsewhere: recorded, but load_operator cannot rebuild it
+        return {"name": None, "class": f"{type(model).__module__}.{type(model).__qualname__}"}
     return {"name": model.name, "config": dataclasses.asdict(cfg)}  # type: ignore[attr-defined]
 
 

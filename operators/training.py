@@ -83,7 +83,7 @@ class NormalizedOperator(nn.Module):
 
 
 def _fit_normalizers(train: Any, normalize: bool) -> tuple[nn.Module, nn.Module]:
-    from neuralsolve.datasets.hdf5 import Normalizer
+    from neuralsolve.datasets.operator_data import Normalizer
 
     x, y = train[0]
     if not normalize:
@@ -215,10 +215,15 @@ def load_operator(path: str | Path, *, map_location: Any = "cpu") -> NormalizedO
     DataFormatError
         The file is not a neuralsolve checkpoint, or not one of a neural operator.
     """
-    from neuralsolve.datasets.hdf5 import Normalizer
+    from neuralsolve.datasets.operator_data import Normalizer
 
     record = load_checkpoint(path, map_location=map_location)
     info = (record.get("metadata") or {}).get("operator")
+    if isinstance(info, dict) and info.get("name") is None and "class" in info:
+        raise DataFormatError(
+            f"{str(path)!r} holds a {info['class']} model, not one of neuralsolve's: rebuild it "
+            "yourself and load record['model'] into NormalizedOperator"
+        )
     if not isinstance(info, dict) or "name" not in info:
         raise DataFormatError(
             f"{str(path)!r} is a {record.get('kind')!r} checkpoint without 'metadata/operator': "
@@ -291,7 +296,8 @@ def evaluate(
         "inference_s": seconds,
         "ms_per_sample": 1e3 * seconds / errors.size,
         "samples_per_s": errors.size / seconds if seconds > 0 else math.inf,
-        "parameters": sum(p.numel() for p in operator.parameters()),
+        # a complex weight counts as two real numbers (neuraloperator keeps complex weights)
+        "parameters": sum(p.numel() * (2 if p.is_complex() else 1) for p in operator.parameters()),
         "errors": errors.tolist(),
     }
 

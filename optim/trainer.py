@@ -260,7 +260,7 @@ class Trainer:
         self.total_steps = (
             config.steps if config.steps is not None else config.epochs * self.batches_per_epoch
         )
-        self.model = model.to(device=self.device, dtype=self.dtype)
+        self.model = _cast(model.to(device=self.device), self.dtype)
         self.module = self.model
         if self.world > 1:
             self.model = torch.nn.parallel.DistributedDataParallel(
@@ -572,6 +572,20 @@ class Trainer:
                     kind="model",
                 )
         return metrics
+
+
+def _cast(model: torch.nn.Module, dtype: torch.dtype) -> torch.nn.Module:
+    """Cast floating parameters and buffers to ``dtype`` and complex ones to its complex
+    counterpart (``Module.to(float32)`` would drop the imaginary part of complex weights, as
+    in neuraloperator's spectral convolutions)."""
+    complex_dtype = torch.complex128 if dtype == torch.float64 else torch.complex64
+
+    def convert(t: torch.Tensor) -> torch.Tensor:
+        if t.is_complex():
+            return t.to(complex_dtype)
+        return t.to(dtype) if t.is_floating_point() else t
+
+    return model._apply(convert)
 
 
 def _destroy_process_group() -> None:

@@ -16,15 +16,13 @@ from torch.utils.data import DataLoader
 
 from neuralsolve.datasets.hdf5 import (
     DatasetWriter,
-    H5Dataset,
-    Normalizer,
     describe,
     format_description,
     reachable_resolutions,
-    split_indices,
     write_dataset,
 )
 from neuralsolve.datasets.io import write_system
+from neuralsolve.datasets.operator_data import H5Dataset, Normalizer, split_indices
 from neuralsolve.errors import DataFormatError, NonFiniteError
 
 

@@ -17,8 +17,8 @@ import torch
 
 import neuralsolve as ns
 from neuralsolve.cli import main
+from neuralsolve.datasets import H5Dataset, Normalizer, split_indices, write_dataset
 from neuralsolve.datasets.generators import darcy
-from neuralsolve.datasets.hdf5 import H5Dataset, Normalizer, split_indices, write_dataset
 from neuralsolve.errors import DataFormatError
 from neuralsolve.operators import (
     NormalizedOperator,
