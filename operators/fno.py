@@ -111,9 +111,10 @@ class FNOConfig(OperatorConfig):
         Number of Fourier layers.
     projection : int
         Hidden width of the output MLP.
-    padding : int
-        Zero cells appended at the upper end of every axis before the Fourier layers and cut
-        off after them (0 for periodic problems).
+    padding : float
+        Zero padding appended at the upper end of every axis before the Fourier layers and cut
+        off after them, as a fraction of the axis (``round(padding * n)`` cells, so the padded
+        physical length is the same at every resolution); 0 for periodic problems.
     activation : str
     """
 
@@ -121,7 +122,7 @@ class FNOConfig(OperatorConfig):
     width: int = 32
     layers: int = 4
     projection: int = 128
-    padding: int = 0
+    padding: float = 0.0
     activation: str = "gelu"
 
     def __post_init__(self) -> None:
@@ -129,8 +130,8 @@ class FNOConfig(OperatorConfig):
         self.modes = _per_axis(self, "modes")
         for name in ("width", "layers", "projection"):
             _positive_int(self, name)
-        if not isinstance(self.padding, int) or self.padding < 0:
-            raise ValueError(f"padding must be a non-negative integer, got {self.padding!r}")
+        if not isinstance(self.padding, int | float) or not 0 <= self.padding < 1:
+            raise ValueError(f"padding is a fraction of each axis in [0, 1), got {self.padding!r}")
         activation(self.activation)
 
 
@@ -165,13 +166,13 @@ class FNO(nn.Module):
         check_input(self, x)
         grid = x.shape[2:]
         v = self.lift(with_coordinates(x))
-        pad = self.config.padding
-        if pad:
-            v = F.pad(v, [0, pad] * self.config.dim)
+        pads = [round(self.config.padding * n) for n in grid]
+        if any(pads):
+            v = F.pad(v, [val for p in reversed(pads) for val in (0, p)])
         for i, (spec, point) in enumerate(zip(self.spectral, self.pointwise, strict=True)):
             v = spec(v) + point(v)
             if i < len(self.spectral) - 1:
                 v = self.act(v)
-        if pad:
+        if any(pads):
             v = v[(slice(None), slice(None), *(slice(0, n) for n in grid))]
         return self.head(v)
