@@ -36,9 +36,33 @@ from .base import (
     with_coordinates,
 )
 
-__all__ = ["FNO", "FNOConfig", "SpectralConv"]
+__all__ = ["FNO", "FNOConfig", "SpectralConv", "kept_modes"]
 
 _LETTERS = "xyz"
+
+
+def kept_modes(
+    sizes: tuple[int, ...], modes: tuple[int, ...], device: torch.device
+) -> tuple[tuple[torch.Tensor, ...], tuple[torch.Tensor, ...]]:
+    """Which modes of an rFFT of shape ``sizes`` are kept, and where they sit in the block of
+    ``2 m`` (``m`` on the last axis) kept modes: frequencies ``0..m-1`` and ``-m..-1`` on every
+    axis but the last, ``0..m-1`` on the last (whose length is ``n_grid // 2 + 1``). A grid
+    too coarse for ``m`` keeps what it has. Both are ``meshgrid`` index tuples."""
+    spectrum, block = [], []
+    for a, (n, m) in enumerate(zip(sizes, modes, strict=True)):
+        if a == len(sizes) - 1:
+            pos = torch.arange(min(m, n), device=device)
+            spectrum.append(pos)
+            block.append(pos)
+        else:
+            k = min(m, n // 2)
+            pos = torch.arange(k, device=device)
+            spectrum.append(torch.cat([pos, n - k + pos]))
+            block.append(torch.cat([pos, 2 * m - k + pos]))
+    return (
+        tuple(torch.meshgrid(*spectrum, indexing="ij")),
+        tuple(torch.meshgrid(*block, indexing="ij")),
+    )
 
 
 class SpectralConv(nn.Module):
@@ -65,30 +89,11 @@ class SpectralConv(nn.Module):
         letters = _LETTERS[:d]
         self._equation = f"bi{letters},io{letters}->bo{letters}"
 
-    def _mode_index(self, sizes: tuple[int, ...], device: torch.device) -> list[torch.Tensor]:
-        """Per axis: the FFT indices kept at this resolution, and the matching weight rows."""
-        grid_idx, weight_idx = [], []
-        for a, (n, m) in enumerate(zip(sizes, self.modes, strict=True)):
-            last = a == len(sizes) - 1
-            if last:
-                k = min(m, n)  # n here is the length of the rfft axis, n_grid // 2 + 1
-                grid_idx.append(torch.arange(k, device=device))
-                weight_idx.append(torch.arange(k, device=device))
-            else:
-                k = min(m, n // 2)
-                pos = torch.arange(k, device=device)
-                grid_idx.append(torch.cat([pos, n - k + pos]))
-                weight_idx.append(torch.cat([pos, 2 * m - k + pos]))
-        return grid_idx + weight_idx
-
     def forward(self, x: torch.Tensor) -> torch.Tensor:  # (b, in, *grid) -> (b, out, *grid)
         d = len(self.modes)
         dims = tuple(range(-d, 0))
         x_ft = torch.fft.rfftn(x, dim=dims, norm="forward")
-        idx = self._mode_index(tuple(x_ft.shape[2:]), x.device)
-        grid_idx, weight_idx = idx[:d], idx[d:]
-        mesh = torch.meshgrid(*grid_idx, indexing="ij")
-        wmesh = torch.meshgrid(*weight_idx, indexing="ij")
+        mesh, wmesh = kept_modes(tuple(x_ft.shape[2:]), self.modes, x.device)
         weight = torch.view_as_complex(self.weight.to(x.dtype).contiguous())
         w = weight[(slice(None), slice(None), *wmesh)]
         y = torch.einsum(self._equation, x_ft[(slice(None), slice(None), *mesh)], w)

@@ -61,6 +61,7 @@ from .base import (
     register,
     with_coordinates,
 )
+from .fno import kept_modes
 
 __all__ = ["T1", "T1Config", "spectral_relative_l2"]
 
@@ -199,7 +200,8 @@ class T1(nn.Module):
                 v = torch.movedim(torch.movedim(v, 2 + a, -1) @ T.T, -1, 2 + a)
             return v
         V = torch.fft.rfftn(v, dim=tuple(range(-d, 0)), norm="forward")
-        V = V[(slice(None), slice(None), *self._fft_index(V.shape[2:], v.device))]
+        index, _ = kept_modes(tuple(V.shape[2:]), self.config.modes, v.device)
+        V = V[(slice(None), slice(None), *index)]
         return torch.cat([V.real, V.imag], dim=1)
 
     def inverse(self, U: torch.Tensor, grid: tuple[int, ...]) -> torch.Tensor:
@@ -215,34 +217,9 @@ class T1(nn.Module):
         spectrum = torch.complex(U[:, :c], U[:, c:])
         full = [*list(grid[:-1]), grid[-1] // 2 + 1]
         out = spectrum.new_zeros((U.shape[0], c, *full))
-        index = self._fft_index(tuple(full), U.device)
-        out[(slice(None), slice(None), *index)] = spectrum[
-            (slice(None), slice(None), *self._fft_weight_index(tuple(full), U.device))
-        ]
+        index, block = kept_modes(tuple(full), self.config.modes, U.device)
+        out[(slice(None), slice(None), *index)] = spectrum[(slice(None), slice(None), *block)]
         return torch.fft.irfftn(out, s=grid, dim=tuple(range(-d, 0)), norm="forward")
-
-    def _fft_pairs(self, sizes: tuple[int, ...], device: torch.device) -> list[tuple]:
-        pairs = []
-        for a, (n, m) in enumerate(zip(sizes, self.config.modes, strict=True)):
-            if a == len(sizes) - 1:
-                k = min(m, n)
-                pos = torch.arange(k, device=device)
-                pairs.append((pos, pos))
-            else:
-                k = min(m, n // 2)
-                pos = torch.arange(k, device=device)
-                pairs.append((torch.cat([pos, n - k + pos]), torch.cat([pos, 2 * m - k + pos])))
-        return pairs
-
-    def _fft_index(self, sizes: tuple[int, ...], device: torch.device) -> tuple:
-        """Indices of the kept modes in an rFFT of ``sizes``."""
-        pairs = self._fft_pairs(sizes, device)
-        return tuple(torch.meshgrid(*[g for g, _ in pairs], indexing="ij"))
-
-    def _fft_weight_index(self, sizes: tuple[int, ...], device: torch.device) -> tuple:
-        """Where those modes sit in the ``kept`` block (differs on grids coarser than it)."""
-        pairs = self._fft_pairs(sizes, device)
-        return tuple(torch.meshgrid(*[w for _, w in pairs], indexing="ij"))
 
     # ------------------------------------------------------------------ model
     def forward_spectral(self, x: torch.Tensor) -> torch.Tensor:
@@ -252,7 +229,9 @@ class T1(nn.Module):
         V = self.transform(self.lift(with_coordinates(x)))
         if V.shape[2:] != self.kept:  # FFT on a grid coarser than the modes: zero-pad
             padded = V.new_zeros((*V.shape[:2], *self.kept))
-            index = self._fft_weight_index((*tuple(x.shape[2:-1]), x.shape[-1] // 2 + 1), x.device)
+            _, index = kept_modes(
+                (*x.shape[2:-1], x.shape[-1] // 2 + 1), self.config.modes, x.device
+            )
             padded[(slice(None), slice(None), *index)] = V
             V = padded
         for block in self.blocks:
