@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -385,11 +386,15 @@ def test_two_process_ddp_training_matches_one_process(darcy_file: Path, tmp_path
         [sys.executable, "-m", "neuralsolve.cli", *args, "--out", str(tmp_path / "one")],
         check=True, env=env, timeout=300,
     )  # fmt: skip
-    subprocess.run(
+    with socket.socket() as s:  # a free port: a fixed one collides with a concurrent run
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    two = subprocess.run(
         [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2",
-         "--master_port=29519", "-m", "neuralsolve.cli", *args, "--out", str(tmp_path / "two")],
-        check=True, env=env, timeout=300,
+         f"--master_port={port}", "-m", "neuralsolve.cli", *args, "--out", str(tmp_path / "two")],
+        env=env, timeout=300, capture_output=True, text=True,
     )  # fmt: skip
+    assert two.returncode == 0, two.stderr[-4000:]
 
     def losses(run: str) -> list[float]:
         lines = (tmp_path / run / "metrics.jsonl").read_text().splitlines()
