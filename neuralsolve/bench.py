@@ -116,6 +116,12 @@ class BenchConfig:
             )
         if not self.methods:
             raise ValueError("no methods to run")
+        stray = sorted(set(self.options) - set(self.methods))
+        if stray:
+            raise ValueError(
+                f"options given for method(s) {', '.join(stray)} that are not being run "
+                f"(methods: {', '.join(self.methods)})"
+            )
         if not self.problems:
             raise ValueError("no problems to run")
         if self.rhs < 1 or self.repeat < 1:

@@ -134,6 +134,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     b.add_argument("--max-iters", type=int, default=None, help="iteration limit per solve")
     b.add_argument(
+        "--set",
+        action="append",
+        metavar="METHOD.KEY=VALUE",
+        help="a method option, e.g. dcdm.directions=8 or dcdm.model=runs/dcdm/best.pt",
+    )
+    b.add_argument(
         "--out-dir",
         default="bench-out",
         help="where bench.json and bench.png go (default: bench-out)",
@@ -265,6 +271,22 @@ def _problem_specs(args: argparse.Namespace) -> list[tuple[str, int | None]]:
     return specs
 
 
+def _method_options(items: list[str] | None) -> dict[str, dict[str, Any]]:
+    """``["dcdm.directions=8"]`` -> ``{"dcdm": {"directions": 8}}`` (values parsed as JSON
+    where they parse)."""
+    from .cli_operators import parse_assignments
+
+    out: dict[str, dict[str, Any]] = {}
+    for key, value in parse_assignments(items).items():
+        method, dot, option = key.partition(".")
+        if not dot or not method or not option:
+            raise ValueError(
+                f"--set expects METHOD.KEY=VALUE (e.g. dcdm.directions=8), got {key!r}"
+            )
+        out.setdefault(method, {})[option] = value
+    return out
+
+
 def _cmd_bench(args: argparse.Namespace) -> int:
     from .bench import (
         DEFAULT_METHODS,
@@ -292,6 +314,7 @@ def _cmd_bench(args: argparse.Namespace) -> int:
         seed=args.seed,
         max_iters=args.max_iters,
         sequential=args.sequential,
+        options=_method_options(args.set),
     )
     interactive = sys.stderr.isatty() and not args.no_progress
 

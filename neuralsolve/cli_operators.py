@@ -102,9 +102,12 @@ def add_parsers(sub: Any) -> None:
     info.set_defaults(func=_cmd_data_info)
     d.set_defaults(func=lambda args: _usage(d))
 
-    t = sub.add_parser("train", help="train a model (neural operators)")
+    t = sub.add_parser("train", help="train a model (neural operators, DCDM networks)")
     tsub = t.add_subparsers(dest="train_command", metavar="WHAT")
     t.set_defaults(func=lambda args: _usage(t))
+    from .cli_dcdm import add_dcdm_parser
+
+    add_dcdm_parser(tsub)
     o = tsub.add_parser(
         "operator",
         help="train a neural operator on an HDF5 dataset",

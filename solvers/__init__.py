@@ -1,5 +1,5 @@
 """Linear solvers: batched CG/PCG and flexible CG in torch, preconditioners (Jacobi, IC(0),
-AMG), Lanczos, and reference runners for scipy, pyamg and a sparse direct solve.
+AMG), DCDM (a learned search direction), Lanczos, and reference runners for scipy, pyamg and a sparse direct solve.
 
 Use :func:`solve` with a method name, or the solver classes directly::
 
@@ -8,6 +8,8 @@ Use :func:`solve` with a method name, or the solver classes directly::
     res = CG(rtol=1e-8).solve(A, b, M=M)       # solve many
 """
 
+from .dcdm import DCDM, DCDMPreconditioner, FlexibleDCDM, load_network
+from .dcdm_net import DCDMNet, DCDMNetConfig, geometry_flags
 from .ichol import ICPreconditioner, ichol0
 from .krylov import CG, FlexibleCG
 from .lanczos import LanczosResult, lanczos, ritz_pairs
@@ -24,11 +26,16 @@ from .tracking import IterationInfo
 
 __all__ = [
     "CG",
+    "DCDM",
     "METHODS",
     "PRECONDITIONERS",
     "AMGPreconditioner",
+    "DCDMNet",
+    "DCDMNetConfig",
+    "DCDMPreconditioner",
     "DirectSolver",
     "FlexibleCG",
+    "FlexibleDCDM",
     "ICPreconditioner",
     "IterationInfo",
     "JacobiPreconditioner",
@@ -38,8 +45,10 @@ __all__ = [
     "PyAMGSolver",
     "ScipyCG",
     "available_methods",
+    "geometry_flags",
     "ichol0",
     "lanczos",
+    "load_network",
     "make_preconditioner",
     "make_solver",
     "ritz_pairs",

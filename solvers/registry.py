@@ -9,6 +9,7 @@ from typing import Any
 
 from neuralsolve.result import SolveResult
 
+from .dcdm import DCDM, FlexibleDCDM
 from .krylov import CG, FlexibleCG
 from .reference import DirectSolver, PyAMGSolver, ScipyCG
 from .tracking import Callback
@@ -76,6 +77,21 @@ METHODS: dict[str, MethodSpec] = {
             FlexibleCG,
             {},
             "flexible CG (Polak-Ribiere beta) for variable preconditioners M=",
+            "torch",
+        ),
+        MethodSpec(
+            "dcdm",
+            DCDM,
+            {},
+            "deep conjugate directions: a CNN turns residuals into A-conjugate directions "
+            "(structured grids; shipped model by default)",
+            "torch",
+        ),
+        MethodSpec(
+            "pcg-dcdm",
+            FlexibleDCDM,
+            {},
+            "flexible CG preconditioned by the DCDM network (structured grids)",
             "torch",
         ),
         MethodSpec(

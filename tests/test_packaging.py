@@ -47,6 +47,9 @@ def test_wheel_installs_and_imports_every_subpackage(tmp_path: Path) -> None:
     assert all(n.startswith(("neuralsolve/", "neuralsolve-")) for n in names), names
     for pkg in SUBPACKAGES:
         assert f"{pkg.replace('.', '/')}/__init__.py" in names
+    for dim in (2, 3):  # the shipped DCDM models and their training records
+        assert f"neuralsolve/solvers/models/dcdm{dim}d.pt" in names
+        assert f"neuralsolve/solvers/models/dcdm{dim}d.json" in names
 
     env = tmp_path / "env"
     venv.create(env, with_pip=True)
@@ -74,6 +77,7 @@ def test_wheel_installs_and_imports_every_subpackage(tmp_path: Path) -> None:
         "import neuralsolve as ns\n"
         "p = ns.datasets.poisson((8, 8))\n"
         "assert ns.solve(p.A, p.b).converged\n"
+        "assert ns.solve(p.A, p.b, method='dcdm').stats['model'] == 'shipped:dcdm2d.pt'\n"
         "print(ns.__version__)\n"
     )
     out = subprocess.run(

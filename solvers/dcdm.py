@@ -1,0 +1,430 @@
+"""DCDM, the deep conjugate-direction method, and the network as a flexible-PCG preconditioner.
+
+Kaneda, Akar, Chen, Trevino Kala, Hyde, Teran, "A Deep Conjugate Direction Method for
+Iteratively Solving Linear Systems", ICML 2023 (arXiv 2205.10763).
+
+Each iteration turns the residual into a search direction with a network ``f`` and makes it
+A-conjugate to the last ``directions`` ones (16 by default; the paper: 2; per column of a block ``b``)::
+
+    r = b - A x0
+    repeat:
+        q = f(r / ||r||, flags)                 # zeroed outside the fluid
+        if |cos(q, r)| < fallback_cos: q = r    # a CG step instead (the paper has no safeguard)
+        q -= sum_j p_j (q.A p_j) / (p_j.A p_j)  # over the last `directions` directions
+        alpha = (q.r) / (q.A q)                 # exact line search in the A-norm
+        x += alpha q;  r -= alpha A q           # true residual recomputed periodically
+
+The network's scale is absorbed by the line search, so ``f`` only has to approximate the
+*direction* of ``A^{-1} r``. With ``f`` the identity this is CG; with ``f`` a fixed SPD linear
+map it is PCG (exact arithmetic); in general it is Notay's truncated flexible CG with a
+nonlinear preconditioner. The A-norm error never grows: each step lowers
+``||e||_A^2`` by ``(q.r)^2 / (q.A q)``.
+
+Differences from the paper, each tested: the network also sees the fluid and grounded-cell flags
+(:func:`~neuralsolve.solvers.dcdm_net.geometry_flags`); the fallback above; the recursive
+residual (one product per iteration instead of two) with the shared true-residual checks; a
+non-finite network output stops that column with ``Status.NON_FINITE`` and keeps the last
+finite iterate.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from neuralsolve.checkpoint import VersionMismatchWarning, load_checkpoint
+from neuralsolve.errors import DataFormatError
+from neuralsolve.linop import LinearOperator
+from neuralsolve.result import SolveResult, Status
+from neuralsolve.validation import check_tolerances, prepare_system
+
+from .dcdm_net import DCDMNet, DCDMNetConfig, geometry_flags
+from .krylov import FlexibleCG, buffered_apply, require_spd
+from .precond import Preconditioner
+from .tracking import Callback, ColumnTracker, IterationInfo, rowdot, rownorm
+
+__all__ = [
+    "DCDM",
+    "DCDMPreconditioner",
+    "FlexibleDCDM",
+    "NetworkDirections",
+    "load_network",
+    "shipped_model_path",
+]
+
+MODELS_DIR = Path(__file__).parent / "models"
+
+
+def shipped_model_path(dim: int) -> Path:
+    """Where the package's trained model for ``dim``-D grids lives (``dcdm{dim}d.pt``)."""
+    return MODELS_DIR / f"dcdm{dim}d.pt"
+
+
+def load_network(
+    model: Any, dim: int, device: torch.device | str = "cpu"
+) -> tuple[torch.nn.Module, dict[str, Any]]:
+    """The network for ``dim``-D grids and a description of it for ``stats``.
+
+    Parameters
+    ----------
+    model : None, str, Path or torch.nn.Module
+        ``None``: the shipped model; a path: a checkpoint from ``neuralsolve train dcdm``
+        (``best.pt``/``last.pt``) or an exported model file; a module: used as it is (it must
+        map ``(k, 3, *grid)`` to ``(k, 1, *grid)``).
+    dim : int
+        Grid dimension of the problem.
+    """
+    if isinstance(model, torch.nn.Module):
+        return model.to(device).eval(), {"model": type(model).__name__}
+    if model is None:
+        path = shipped_model_path(dim)
+        if not path.exists():
+            raise FileNotFoundError(
+                f"no shipped DCDM model for {dim}-D grids (looked for {path}); train one with "
+                f"`neuralsolve train dcdm` and pass model='runs/.../best.pt'"
+            )
+        source = f"shipped:{path.name}"
+    elif isinstance(model, str | Path):
+        path = Path(model)
+        source = str(path)
+    else:
+        raise TypeError(
+            f"model must be None (the shipped model), a checkpoint path or a torch.nn.Module, "
+            f"got {type(model).__name__}"
+        )
+    with warnings.catch_warnings():
+        if model is None:  # the shipped file was written by the packaged version
+            warnings.simplefilter("ignore", VersionMismatchWarning)
+        record = load_checkpoint(path, map_location=device)
+    if record.get("kind") not in ("trainer", "model", "dcdm-model"):
+        raise DataFormatError(
+            f"{str(path)!r} is a {record.get('kind')!r} checkpoint, expected a DCDM model "
+            "(from `neuralsolve train dcdm`)"
+        )
+    meta = record.get("metadata") or {}
+    if "dcdm_net" not in meta:
+        raise ValueError(
+            f"{str(path)!r} is not a DCDM model: its metadata has no 'dcdm_net' entry (was it "
+            "written by `neuralsolve train dcdm`?)"
+        )
+    config = DCDMNetConfig.from_dict(dict(meta["dcdm_net"]))
+    if config.dim != dim:
+        raise ValueError(
+            f"the DCDM model {str(path)!r} is for {config.dim}-D grids but the problem is {dim}-D; "
+            f"use a {dim}-D model"
+        )
+    net = DCDMNet(config)
+    net.load_state_dict(record["model"])
+    return net.to(device).eval(), {"model": source, "network": config.kind}
+
+
+class NetworkDirections:
+    """``R -> f(R / ||R||)`` on the active cells of a stencil operator, batch-first.
+
+    Parameters
+    ----------
+    op : StencilOperator
+    network : torch.nn.Module
+    dtype : torch.dtype, optional
+        Dtype the network runs in (default its parameters' dtype, e.g. float32 while the solve
+        runs in float64).
+    """
+
+    def __init__(
+        self, op: LinearOperator, network: torch.nn.Module, dtype: torch.dtype | None = None
+    ):
+        flags = geometry_flags(op)  # raises for operators without a grid
+        params = list(network.parameters())
+        self.net_dtype = dtype or (params[0].dtype if params else torch.float32)
+        self.op = op
+        self.network = network
+        self.grid = tuple(op.grid_shape)  # type: ignore[attr-defined]
+        self.flags = flags.to(self.net_dtype)
+        self.fluid = flags[0].to(torch.bool)
+        self.calls = 0
+        self.seconds = 0.0
+
+    @torch.no_grad()
+    def __call__(self, Rt: torch.Tensor) -> torch.Tensor:
+        """``(k, n) -> (k, n)`` directions (NaN rows where the network produced non-finite values)."""
+        t0 = time.perf_counter()
+        k = Rt.shape[0]
+        R = self.op.to_grid(Rt.T)  # type: ignore[attr-defined]
+        R = R.movedim(-1, 0).reshape(k, 1, *self.grid)
+        scale = torch.linalg.vector_norm(R.reshape(k, -1), dim=1).clamp_min(
+            torch.finfo(R.dtype).tiny
+        )
+        x = torch.cat(
+            [
+                (R / scale.view(k, *[1] * (R.ndim - 1))).to(self.net_dtype),
+                self.flags.unsqueeze(0).expand(k, *self.flags.shape),
+            ],
+            dim=1,
+        )
+        Q = self.network(x)[:, 0].to(Rt.dtype)
+        Q = torch.where(self.fluid, Q, torch.zeros((), dtype=Q.dtype, device=Q.device))
+        out = self.op.from_grid(Q.movedim(0, -1)).T.contiguous()  # type: ignore[attr-defined]
+        self.calls += 1
+        self.seconds += time.perf_counter() - t0
+        return out
+
+
+@dataclass(frozen=True, kw_only=True)
+class DCDM:
+    """The deep conjugate-direction method (see the module notes).
+
+    Parameters
+    ----------
+    rtol, atol : float
+        Stopping rule ``||b - A x|| <= max(rtol ||b||, atol)`` on the true residual.
+    max_iters : int, optional
+        Default ``min(10 n, 10000)``.
+    model : None, path or torch.nn.Module
+        The network (``None``: the shipped model for the problem's dimension; see
+        :func:`load_network`). ``stats["model"]`` says which was used.
+    directions : int
+        How many previous directions each new one is A-orthogonalised against. The paper uses 2;
+        with the shipped models that stalls near a relative residual of 1e-2 to 1e-3 (the
+        network's directions lose conjugacy with older ones), while 16 converges: on a held-out
+        64^2 obstacle problem to rtol 1e-6, 2 / 4 / 8 / 16 directions took >600 / >600 / 370 /
+        192 iterations (CG: 322). Each kept direction costs one dot product and one update of
+        length n per iteration, and memory for two vectors.
+    fallback_cos : float
+        Use the residual itself (a CG step) when ``|cos(f(r), r)|`` is below this.
+    true_residual_every : int
+        Recompute ``b - A x`` every this many iterations (and before declaring convergence).
+    check_spd : bool
+        Refuse operators tagged not SPD.
+    network_dtype : str, optional
+        Run the network in this dtype (default its own, float32 for the shipped model).
+    """
+
+    rtol: float = 1e-6
+    atol: float = 0.0
+    max_iters: int | None = None
+    model: Any = None
+    directions: int = 16
+    fallback_cos: float = 1e-3
+    true_residual_every: int = 20
+    check_spd: bool = True
+    network_dtype: str | None = None
+    _cache: dict[str, Any] = field(default_factory=dict, init=False, repr=False, compare=False)
+
+    label = "dcdm"
+
+    def __post_init__(self) -> None:
+        check_tolerances(self.rtol, self.atol, self.max_iters)
+        if (
+            isinstance(self.directions, bool)
+            or not isinstance(self.directions, int)
+            or self.directions < 1
+        ):
+            raise ValueError(f"directions must be a positive integer, got {self.directions!r}")
+        if not 0.0 <= self.fallback_cos < 1.0:
+            raise ValueError(f"fallback_cos must be in [0, 1), got {self.fallback_cos!r}")
+        if not isinstance(self.true_residual_every, int) or self.true_residual_every < 1:
+            raise ValueError(
+                f"true_residual_every must be a positive integer, got {self.true_residual_every!r}"
+            )
+
+    def network_for(self, op: LinearOperator) -> tuple[NetworkDirections, dict[str, Any]]:
+        """The network wrapped for ``op`` (the loaded module is cached on this solver)."""
+        dim = len(getattr(op, "grid_shape", ()))
+        geometry_flags(op)  # raises the no-grid error before any file is read
+        if dim not in (2, 3) and not isinstance(self.model, torch.nn.Module):
+            raise ValueError(
+                f"DCDM networks run on 2-D and 3-D grids; this operator's grid is {dim}-D "
+                "(use cg or pcg-ic, or pass your own model=torch.nn.Module)"
+            )
+        key = f"{dim}:{op.device}"
+        if key not in self._cache:
+            self._cache[key] = load_network(self.model, dim, op.device)
+        net, info = self._cache[key]
+        dtype = None if self.network_dtype is None else getattr(torch, self.network_dtype)
+        if dtype is not None:
+            net = net.to(dtype)
+        return NetworkDirections(op, net, dtype), dict(info)
+
+    def solve(
+        self, A: Any, b: Any, *, x0: Any = None, M: Any = None, callback: Callback | None = None
+    ) -> SolveResult:
+        """Solve ``A x = b`` (``b`` of shape ``(n,)`` or ``(n, k)``) on a structured grid."""
+        t_setup = time.perf_counter()
+        if M is not None:
+            raise ValueError(
+                "dcdm takes no M=: the network is its preconditioner (use method='fcg' with M= "
+                "for another one)"
+            )
+        system = prepare_system(A, b, x0)
+        if self.check_spd:
+            require_spd(system.A, self.label)
+        directions, info = self.network_for(system.A)
+        setup_s = time.perf_counter() - t_setup
+        op, B = system.A, system.B
+        k, n = B.shape
+        apply_A = buffered_apply(op, k)
+        max_iters = self.max_iters if self.max_iters is not None else min(10 * n, 10_000)
+        bnorm = rownorm(B)
+        X = system.X0 if system.X0 is not None else torch.zeros_like(B)
+        X[bnorm == 0] = 0
+        R = B - apply_A(X) if system.X0 is not None else B.clone()
+        tracker = ColumnTracker(bnorm, rownorm(R), self.rtol, self.atol)
+        tracker.matvecs = int(system.X0 is not None)
+        fallbacks = torch.zeros(k, dtype=torch.int64)
+        if tracker.any_active and max_iters > 0:
+            self._loop(apply_A, directions, B, X, R, tracker, max_iters, callback, fallbacks)
+        extra = {
+            **info,
+            "network_calls": directions.calls,
+            "network_s": directions.seconds,
+            "directions": self.directions,
+            "fallbacks": int(fallbacks.sum()),
+            "network_mac_per_cell": float(
+                getattr(directions.network, "flops_per_cell", lambda: 0.0)()
+            ),
+        }
+        return tracker.conclude(
+            system, X, B - apply_A(X), method=self.label, setup_s=setup_s, extra=extra
+        )
+
+    def _loop(
+        self,
+        apply_A: Any,
+        network: NetworkDirections,
+        B: torch.Tensor,
+        X: torch.Tensor,
+        R: torch.Tensor,
+        tracker: ColumnTracker,
+        max_iters: int,
+        callback: Callback | None,
+        fallbacks: torch.Tensor,
+    ) -> None:
+        history: list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]] = []  # (P, AP, pAp)
+        while tracker.any_active and tracker.iteration < max_iters:
+            tracker.begin_iteration()
+            active = tracker.active
+            if bool(active.all()):
+                Q = network(R)
+            else:  # converged columns cost no network call
+                Q = torch.zeros_like(R)
+                Q[active] = network(R[active])
+            finite = torch.isfinite(Q).all(dim=1)
+            if not bool(finite[active].all()):
+                bad = [j for j in tracker.active_list() if not bool(finite[j])]
+                tracker.stop(bad, Status.NON_FINITE)
+                Q[~finite] = 0
+            qr = rowdot(Q, R)
+            cos = qr.abs() / (rownorm(Q) * rownorm(R)).clamp_min(torch.finfo(R.dtype).tiny)
+            weak = (cos < self.fallback_cos) & finite
+            if bool(weak.any()):
+                Q[weak] = R[weak]
+                fallbacks += weak.cpu().to(torch.int64)
+            for P, AP, pAp in history:
+                Q.addcmul_(P, (rowdot(Q, AP) / pAp)[:, None], value=-1.0)
+            AQ = apply_A(Q).clone()
+            tracker.matvecs += 1
+            qAq = rowdot(Q, AQ)
+            tracker.stop_nonpositive(qAq, Status.INDEFINITE)
+            active = tracker.active
+            safe = torch.where(active, qAq, torch.ones_like(qAq))
+            alpha = torch.where(active, rowdot(Q, R) / safe, torch.zeros_like(qAq))[:, None]
+            X.addcmul_(Q, alpha)
+            R.addcmul_(AQ, alpha, value=-1.0)
+            history.append((Q, AQ, safe))
+            if len(history) > self.directions:
+                history.pop(0)
+            rnorm = rownorm(R)
+            if tracker.iteration % self.true_residual_every == 0:
+                tracker.observe_true(rnorm, rownorm(B - apply_A(X)))
+                tracker.matvecs += 1
+            candidates = tracker.candidates(rnorm)
+            if candidates:
+                R_true = B - apply_A(X)
+                tracker.matvecs += 1
+                true = rownorm(R_true)
+                _, replace = tracker.check_true(candidates, rnorm, true)
+                idx = torch.tensor(candidates, device=R.device)
+                rnorm = rnorm.index_copy(0, idx, true[idx])
+                if replace:
+                    ridx = torch.tensor(replace, device=R.device)
+                    R[ridx] = R_true[ridx]
+            tracker.record(rnorm, ~active)
+            if (
+                callback is not None
+                and callback(IterationInfo(tracker.iteration, X, rnorm)) is True
+            ):
+                tracker.stop_all(Status.CALLBACK_STOP)
+
+
+class DCDMPreconditioner(Preconditioner):
+    """The DCDM network as a (nonlinear, variable) preconditioner ``z = f(r / ||r||) ||r||``,
+    for :class:`~neuralsolve.solvers.FlexibleCG` (method ``"pcg-dcdm"``)."""
+
+    name = "dcdm"
+
+    def __init__(self, A: Any, *, model: Any = None, network_dtype: str | None = None) -> None:
+        t0 = time.perf_counter()
+        super().__init__(A)
+        solver = DCDM(model=model, network_dtype=network_dtype)
+        from neuralsolve.linop import as_operator
+
+        self.directions, self.info = solver.network_for(as_operator(A))
+        self.setup_s = time.perf_counter() - t0
+
+    def apply(self, Rt: torch.Tensor, out: torch.Tensor | None = None) -> torch.Tensor:
+        Z = self.directions(Rt)
+        # The network sees unit residuals: restore the scale. Its training loss does not fix
+        # the sign of f(r), so orient each column to r.z > 0 as flexible CG requires.
+        sign = torch.where(rowdot(Rt, Z) < 0, -1.0, 1.0).to(Z.dtype)
+        Z = Z * (rownorm(Rt) * sign)[:, None]
+        return Z if out is None else out.copy_(Z)
+
+
+@dataclass(frozen=True, kw_only=True)
+class FlexibleDCDM(FlexibleCG):
+    """Flexible CG preconditioned by the DCDM network (method ``"pcg-dcdm"``).
+
+    Same parameters as :class:`~neuralsolve.solvers.FlexibleCG`, plus ``model`` and
+    ``network_dtype`` as in :class:`DCDM`.
+    """
+
+    model: Any = None
+    network_dtype: str | None = None
+
+    @property
+    def label(self) -> str:
+        return "pcg-dcdm"
+
+    def solve(
+        self, A: Any, b: Any, *, x0: Any = None, M: Any = None, callback: Callback | None = None
+    ) -> SolveResult:
+        if M is not None:
+            raise ValueError("pcg-dcdm builds its own preconditioner from the network; drop M=")
+        t0 = time.perf_counter()
+        from neuralsolve.linop import as_operator
+
+        op = as_operator(A) if not isinstance(A, LinearOperator) else A
+        pre = DCDMPreconditioner(op, model=self.model, network_dtype=self.network_dtype)
+        built = time.perf_counter() - t0
+        res = super().solve(op, b, x0=x0, M=pre, callback=callback)
+        res.stats["setup_s"] = float(res.stats["setup_s"]) + built
+        res.stats.update(
+            {
+                **pre.info,
+                "network_calls": pre.directions.calls,
+                "network_s": pre.directions.seconds,
+            }
+        )
+        return res
+
+
+def model_record(path: str | Path) -> dict[str, Any]:
+    """The training record stored beside an exported model (``<name>.json``), or ``{}``."""
+    side = Path(path).with_suffix(".json")
+    return json.loads(side.read_text()) if side.exists() else {}

@@ -1,0 +1,468 @@
+"""Training DCDM networks: Ritz-vector right-hand sides, the one-step loss, and the run.
+
+Data (Kaneda et al. 2023, ``src/datasetcreate.py`` of the official code, scaled down as the
+authors' follow-up does): for each training geometry, ``m`` fully reorthogonalised Lanczos steps
+from ``A g`` (``g`` Gaussian, so the start lies in the range of ``A``) give Ritz vectors
+``v_1..v_m`` (ascending Ritz values); each sample is
+
+.. math::  b = \\frac{\\sum_j c_j v_j}{\\|\\sum_j c_j v_j\\|}, \\qquad
+           c_j \\sim N(0, 1) \\times (9 \\text{ if } j \\le m/2 + \\theta \\text{ else } 1),
+
+weighting the low end of the spectrum, which CG resolves slowest. Several geometries of the same
+named gallery problem (different seeds) are mixed so that one model generalises.
+
+Loss (unsupervised; no solved systems): the residual left by one exact line search along the
+network's direction ``q = f(b)``,
+
+.. math::  L = \\operatorname{mean}_i \\big\\|b_i - s_i A q_i\\big\\|_2^2, \\qquad
+           s_i = \\frac{q_i^T b_i}{q_i^T A q_i},
+
+which is what one DCDM iteration from ``x = 0`` leaves (1 for a direction orthogonal to ``b``,
+0 for ``q`` parallel to ``A^{-1} b``).
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import h5py
+import numpy as np
+import torch
+
+from neuralsolve.errors import DataFormatError
+from neuralsolve.fileio import atomic_path
+
+from .dcdm_net import DCDMNet, DCDMNetConfig, geometry_flags
+from .lanczos import lanczos
+
+__all__ = [
+    "DCDMData",
+    "DCDMDataConfig",
+    "dcdm_loss",
+    "evaluate_iterations",
+    "export_model",
+    "generate_rhs",
+    "load_rhs",
+    "train_dcdm",
+    "trajectory_rhs",
+]
+
+DATA_VERSION = 1
+
+
+@dataclass(frozen=True)
+class DCDMDataConfig:
+    """Which systems to train on and how their right-hand sides are drawn.
+
+    Attributes
+    ----------
+    problem : str
+        A named gallery problem with a grid (``"obstacle3d"``, ``"poisson3d"``, ``"obstacle2d"``,
+        ...; see ``neuralsolve.datasets.available_problems()``).
+    n : int
+        Cells per axis.
+    geometries : int
+        How many geometries (gallery seeds ``first_seed, first_seed + 1, ...``).
+    first_seed : int
+        The first geometry's seed. Benchmarks use seed 0 and evaluation seeds
+        ``first_seed + 1000 ...``, so the default 100 keeps training geometries out of both.
+    samples : int
+        Right-hand sides in all (split evenly over the geometries).
+    ritz : int
+        Lanczos steps ``m`` per geometry (the paper: 10,000 at 64^3; its authors' follow-up: 1,000).
+    theta : int, optional
+        Extra low Ritz vectors weighted up (default ``m // 20``, the follow-up's 50 at m = 1000).
+    low_weight : float
+        The weight of the lowest ``m/2 + theta`` Ritz vectors (the paper: 9).
+    seed : int
+        Seeds the Lanczos start vectors and the coefficients.
+    """
+
+    problem: str = "obstacle3d"
+    n: int = 32
+    geometries: int = 8
+    first_seed: int = 100
+    samples: int = 2000
+    ritz: int = 400
+    theta: int | None = None
+    low_weight: float = 9.0
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        from neuralsolve.datasets import PROBLEMS
+
+        if self.problem not in PROBLEMS:
+            raise ValueError(f"unknown problem {self.problem!r}; available: {', '.join(PROBLEMS)}")
+        for name in ("n", "geometries", "samples", "ritz"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ValueError(f"{name} must be a positive integer, got {value!r}")
+        if self.samples < self.geometries:
+            raise ValueError(
+                f"samples ({self.samples}) must be at least geometries ({self.geometries})"
+            )
+        if not self.low_weight > 0:
+            raise ValueError(f"low_weight must be positive, got {self.low_weight!r}")
+
+    @property
+    def dim(self) -> int:
+        from neuralsolve.datasets import PROBLEMS
+
+        return int(PROBLEMS[self.problem]["dim"])
+
+    def seeds(self) -> list[int]:
+        return [self.first_seed + g for g in range(self.geometries)]
+
+    def problems(self, dtype: Any = torch.float64, device: Any = "cpu") -> list[Any]:
+        """The training problems, rebuilt from their seeds."""
+        from neuralsolve.datasets import make_problem
+
+        return [
+            make_problem(self.problem, self.n, seed=s, dtype=dtype, device=device)
+            for s in self.seeds()
+        ]
+
+
+def _ritz_rhs(
+    op: Any, config: DCDMDataConfig, count: int, gen: torch.Generator
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """``count`` unit right-hand sides ``(count, n)`` of one geometry, and its Ritz values."""
+    n = op.shape[0]
+    m = min(config.ritz, n)
+    start = op._apply_batch(torch.randn(1, n, generator=gen, dtype=op.dtype))[0]
+    res = lanczos(op, m, v0=start, reorthogonalize="full")
+    theta, _, V = res.ritz()
+    assert V is not None
+    keep = theta > 1e-8 * theta.abs().max()  # drop a null space, as the paper does
+    theta, V = theta[keep], V[:, keep]
+    m = V.shape[1]
+    low = min(m, m // 2 + (config.theta if config.theta is not None else config.ritz // 20))
+    C = torch.randn(count, m, generator=gen, dtype=V.dtype)
+    C[:, :low] *= config.low_weight
+    B = C @ V.T
+    B /= torch.linalg.vector_norm(B, dim=1, keepdim=True)
+    return B, theta
+
+
+def generate_rhs(config: DCDMDataConfig, out: str | Path, *, progress: bool | None = None) -> Path:
+    """Write the training right-hand sides to an HDF5 file (atomically; the layout is in
+    :func:`load_rhs`). Takes seconds per geometry at 32^3 with ``ritz=400``."""
+    from tqdm.auto import tqdm
+
+    gen = torch.Generator().manual_seed(config.seed)
+    per = [config.samples // config.geometries] * config.geometries
+    for g in range(config.samples % config.geometries):
+        per[g] += 1
+    problems = config.problems()
+    grid = problems[0].grid.shape
+    t0 = time.perf_counter()
+    with atomic_path(out) as tmp, h5py.File(tmp, "w") as f:
+        rhs = f.create_dataset("rhs", (config.samples, *grid), dtype="float32", chunks=(1, *grid))
+        geometry = f.create_dataset("geometry", (config.samples,), dtype="int32")
+        ritz = f.create_group("ritz_values")
+        row = 0
+        bar = tqdm(
+            problems, desc="dcdm data", unit="geometry", disable=progress is False,
+            leave=False,
+        )  # fmt: skip
+        for g, prob in enumerate(bar):
+            B, theta = _ritz_rhs(prob.A, config, per[g], gen)
+            rhs[row : row + per[g]] = prob.A.to_grid(B.T).movedim(-1, 0).numpy().astype(np.float32)
+            geometry[row : row + per[g]] = g
+            ritz[str(g)] = theta.numpy()
+            row += per[g]
+        f.attrs["layout"] = "neuralsolve-dcdm-rhs"
+        f.attrs["version"] = DATA_VERSION
+        f.attrs["config"] = json.dumps(asdict(config))
+        f.attrs["seconds"] = time.perf_counter() - t0
+    return Path(out)
+
+
+@dataclass
+class DCDMData(torch.utils.data.Dataset):
+    """Right-hand sides in memory: items are ``(b, geometry)`` with ``b`` grid-shaped."""
+
+    config: DCDMDataConfig
+    rhs: torch.Tensor
+    geometry: torch.Tensor
+    ritz_values: list[np.ndarray] = field(default_factory=list)
+
+    def __len__(self) -> int:
+        return self.rhs.shape[0]
+
+    def __getitem__(self, i: int) -> tuple[torch.Tensor, torch.Tensor]:
+        return self.rhs[i], self.geometry[i]
+
+
+def load_rhs(path: str | Path) -> DCDMData:
+    """Read a file written by :func:`generate_rhs`.
+
+    Layout: ``rhs`` ``(S, *grid)`` float32 (unit norm, zero in solids), ``geometry`` ``(S,)``
+    int32 (the index of the training geometry), ``ritz_values/<g>``, and attributes ``layout =
+    "neuralsolve-dcdm-rhs"``, ``version``, ``config`` (the :class:`DCDMDataConfig` as JSON).
+    """
+    path = Path(path)
+    if not path.exists():
+        raise FileNotFoundError(f"DCDM data file {str(path)!r} does not exist")
+    try:
+        with h5py.File(path, "r") as f:
+            if f.attrs.get("layout") != "neuralsolve-dcdm-rhs":
+                raise DataFormatError(
+                    f"{str(path)!r} is not a DCDM right-hand-side file (attribute 'layout' is "
+                    f"{f.attrs.get('layout')!r}); write one with `neuralsolve train dcdm`"
+                )
+            for key in ("rhs", "geometry", "ritz_values"):
+                if key not in f:
+                    raise DataFormatError(f"{str(path)!r} has no {key!r}: regenerate it")
+            config = DCDMDataConfig(**json.loads(f.attrs["config"]))
+            rhs = torch.from_numpy(f["rhs"][...])
+            geometry = torch.from_numpy(f["geometry"][...].astype(np.int64))
+            ritz = [f["ritz_values"][str(g)][...] for g in range(config.geometries)]
+    except OSError as exc:
+        raise DataFormatError(f"{str(path)!r} is not a readable HDF5 file: {exc}") from None
+    expected = (config.samples, *(config.n,) * config.dim)
+    if tuple(rhs.shape) != expected:
+        raise DataFormatError(
+            f"{str(path)!r}: 'rhs' has shape {tuple(rhs.shape)}, expected {expected}"
+        )
+    return DCDMData(config, rhs, geometry, ritz)
+
+
+class _Systems:
+    """The training operators (in the training dtype and device) and their flags."""
+
+    def __init__(self, config: DCDMDataConfig, dtype: torch.dtype, device: torch.device) -> None:
+        problems = config.problems(dtype=dtype, device=device)
+        self.ops = [p.A for p in problems]
+        self.flags = torch.stack([geometry_flags(op) for op in self.ops]).to(dtype)
+
+
+def dcdm_loss(
+    net: torch.nn.Module,
+    b: torch.Tensor,
+    geometry: torch.Tensor,
+    ops: Sequence[Any],
+    flags: torch.Tensor,
+) -> torch.Tensor:
+    """The one-step loss (module notes) of a batch ``b`` ``(B, *grid)`` whose sample ``i`` belongs
+    to the system ``ops[geometry[i]]`` with network flags ``flags[geometry[i]]``."""
+    f = flags[geometry].to(b.dtype)
+    q = net(torch.cat([b.unsqueeze(1), f], dim=1))[:, 0] * f[:, 0]
+    Aq = torch.empty_like(q)
+    for g in torch.unique(geometry).tolist():
+        sel = geometry == g
+        Aq = Aq.index_put((sel,), ops[g].apply_grid(q[sel]))
+    dims = tuple(range(1, b.ndim))
+    qb = (q * b).sum(dims)
+    qAq = (q * Aq).sum(dims)
+    s = qb / qAq.clamp_min(torch.finfo(q.dtype).tiny)
+    return ((b - s.view(-1, *[1] * (b.ndim - 1)) * Aq) ** 2).sum(dims).mean()
+
+
+def evaluate_iterations(
+    model: Any,
+    problem: str,
+    n: int,
+    seeds: Sequence[int],
+    *,
+    rtol: float = 1e-4,
+    max_iters: int = 300,
+    directions: int = 16,
+    device: Any = "cpu",
+) -> dict[str, float]:
+    """DCDM iterations (and CG's, for scale) on gallery problems with the given seeds.
+
+    Returns ``{"dcdm_iters": mean, "cg_iters": mean, "converged": fraction}``; an unconverged
+    solve counts as ``max_iters``.
+    """
+    from neuralsolve.datasets import make_problem
+
+    from .registry import solve
+
+    dcdm, cg, ok = [], [], 0
+    for seed in seeds:
+        prob = make_problem(problem, n, seed=seed, device=device)
+        res = solve(prob.A, prob.b, method="dcdm", model=model, rtol=rtol, max_iters=max_iters,
+                    directions=directions)  # fmt: skip
+        ref = solve(prob.A, prob.b, method="cg", rtol=rtol)
+        dcdm.append(res.iterations if res.converged else max_iters)
+        cg.append(ref.iterations)
+        ok += int(res.converged)
+    return {
+        "dcdm_iters": float(np.mean(dcdm)),
+        "cg_iters": float(np.mean(cg)),
+        "converged": ok / len(seeds),
+    }
+
+
+def train_dcdm(
+    data: DCDMData,
+    trainer_config: Any,
+    *,
+    net_config: DCDMNetConfig | None = None,
+    eval_seeds: Sequence[int] | None = None,
+    eval_directions: int = 16,
+    resume: bool = False,
+    init: Any = None,
+    callback: Callable[[dict[str, Any]], None] | None = None,
+) -> tuple[DCDMNet, Any]:
+    """Train a :class:`DCDMNet` on ``data`` with the one Trainer.
+
+    The evaluation (every ``trainer_config.eval_every`` steps) runs DCDM to ``rtol=1e-4`` on
+    held-out geometries (``eval_seeds``; default two seeds from ``first_seed + 1000``) and picks
+    ``best.pt`` by the mean iteration count, not the loss: a low one-step loss alone does not
+    make a good solver.
+
+    ``init`` (a checkpoint path or a network) gives the starting weights, e.g. the previous
+    stage's ``best.pt``.
+
+    Returns
+    -------
+    (DCDMNet, TrainResult)
+        The trained network (final weights) and the Trainer's result.
+    """
+    from neuralsolve.optim import Trainer
+
+    config = data.config
+    net_config = net_config or DCDMNetConfig(dim=config.dim)
+    if net_config.dim != config.dim:
+        raise ValueError(
+            f"the network is {net_config.dim}-D but the data ({config.problem}) is {config.dim}-D"
+        )
+    torch.manual_seed(trainer_config.seed)
+    net = DCDMNet(net_config)
+    if init is not None:  # start from another run's weights (a previous stage)
+        from .dcdm import load_network
+
+        start, _ = load_network(init, config.dim)
+        if getattr(start, "config", None) != net_config:
+            raise ValueError(
+                f"init has network {getattr(start, 'config', None)}, this run {net_config}"
+            )
+        net.load_state_dict(start.state_dict())
+    dtype = getattr(torch, trainer_config.dtype)
+    systems = _Systems(config, dtype, torch.device(trainer_config.device))
+    seeds = (
+        list(eval_seeds)
+        if eval_seeds is not None
+        else [config.first_seed + 1000 + i for i in range(2)]
+    )
+
+    def loss_fn(model: torch.nn.Module, batch: Any) -> torch.Tensor:
+        b, g = batch
+        return dcdm_loss(model, b, g.to(torch.long), systems.ops, systems.flags)
+
+    def eval_fn(model: torch.nn.Module) -> dict[str, float]:
+        module = getattr(model, "module", model)
+        was_training = module.training
+        module.eval()
+        scores = evaluate_iterations(
+            module, config.problem, config.n, seeds, directions=eval_directions,
+            device=trainer_config.device,
+        )  # fmt: skip
+        module.train(was_training)
+        if callback is not None:
+            callback(scores)
+        return scores
+
+    metadata = {
+        "dcdm_net": net_config.to_dict(),
+        "data": asdict(config),
+        "eval_seeds": seeds,
+    }
+    trainer = Trainer(net, loss_fn, trainer_config, data=data, eval_fn=eval_fn, metadata=metadata)
+    result = trainer.fit(resume=resume)
+    return trainer.module, result  # type: ignore[return-value]
+
+
+def export_model(
+    checkpoint: str | Path, out: str | Path, *, record: dict[str, Any] | None = None
+) -> Path:
+    """Write a small model file (weights and config only, ``kind="dcdm-model"``) from a training
+    checkpoint, and its training record as JSON beside it (``<out>.json``)."""
+    from neuralsolve.checkpoint import load_checkpoint, save_checkpoint
+
+    ckpt = load_checkpoint(checkpoint)
+    meta = ckpt.get("metadata") or {}
+    if ckpt.get("kind") not in ("trainer", "model") or "dcdm_net" not in meta:
+        raise ValueError(f"{str(checkpoint)!r} is not a DCDM training checkpoint")
+    state = {
+        k: v.to(torch.float32) if v.is_floating_point() else v for k, v in ckpt["model"].items()
+    }
+    out = Path(out)
+    save_checkpoint(out, {"model": state, "metadata": meta}, kind="dcdm-model")
+    full = {
+        "config": ckpt.get("config"),
+        "metadata": meta,
+        "step": ckpt.get("step"),
+        "eval": ckpt.get("eval"),
+        "torch": torch.__version__,
+        "numpy": np.__version__,
+        "neuralsolve": ckpt.get("neuralsolve_version"),
+        **(record or {}),
+    }
+    with atomic_path(out.with_suffix(".json")) as tmp:
+        tmp.write_text(json.dumps(full, indent=2, default=str) + "\n")
+    return out
+
+
+def trajectory_rhs(
+    model: Any,
+    data: DCDMData,
+    count: int,
+    *,
+    iterations: Sequence[int] = (1, 2, 4, 8, 16, 32, 64),
+    directions: int = 2,
+    seed: int = 0,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Residuals the solver itself meets: ``count`` unit vectors ``r_t / ||r_t||`` taken at the
+    given ``iterations`` of DCDM runs (with ``model``) started from samples of ``data``.
+
+    A network trained only on Ritz combinations reduces the first residuals well and then
+    stalls: later residuals look unlike its training data. Training on them as well (the
+    follow-up the notes suggest) targets the iterations that dominate the count.
+
+    Returns
+    -------
+    (rhs, geometry)
+        ``(count, *grid)`` float32 and ``(count,)`` int64, as in :class:`DCDMData`.
+    """
+    from .registry import solve
+
+    config = data.config
+    problems = config.problems()
+    gen = torch.Generator().manual_seed(seed)
+    per_run = len(iterations)
+    runs = -(-count // per_run)
+    picks = torch.randperm(len(data), generator=gen)[:runs]
+    rows, geoms = [], []
+    wanted = set(iterations)
+    for g, prob in enumerate(problems):
+        sel = picks[data.geometry[picks] == g]
+        if len(sel) == 0:
+            continue
+        op = prob.A
+        B = op.from_grid(data.rhs[sel].movedim(0, -1).to(torch.float64))
+        caught: list[torch.Tensor] = []
+
+        def catch(info: Any, B: torch.Tensor = B, op: Any = op, caught: list = caught) -> None:
+            if info.iteration in wanted:
+                X = info.x if info.x.ndim == 2 else info.x[None]
+                caught.append(B.T - op._apply_batch(X))
+
+        solve(op, B, method="dcdm", model=model, rtol=1e-10, directions=directions,
+              max_iters=max(iterations), callback=catch)  # fmt: skip
+        for R in caught:
+            norms = torch.linalg.vector_norm(R, dim=1)
+            ok = norms > 0
+            R = R[ok] / norms[ok, None]
+            rows.append(op.to_grid(R.T).movedim(-1, 0).to(torch.float32))
+            geoms.append(torch.full((R.shape[0],), g, dtype=torch.int64))
+    rhs, geometry = torch.cat(rows), torch.cat(geoms)
+    order = torch.randperm(len(rhs), generator=gen)[:count]
+    return rhs[order], geometry[order]

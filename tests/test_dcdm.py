@@ -1,0 +1,335 @@
+"""DCDM: the iteration against CG/PCG and scipy, the network, the loss, the data and the CLI."""
+
+from __future__ import annotations
+
+import itertools
+import json
+from pathlib import Path
+
+import h5py
+import numpy as np
+import pytest
+import scipy.sparse.linalg as spla
+import torch
+
+import neuralsolve as ns
+from neuralsolve.errors import DataFormatError
+from neuralsolve.result import Status
+from neuralsolve.solvers import DCDMNet, DCDMNetConfig, geometry_flags, load_network
+from neuralsolve.solvers.dcdm import shipped_model_path
+from neuralsolve.solvers.dcdm_train import (
+    DCDMDataConfig,
+    dcdm_loss,
+    export_model,
+    generate_rhs,
+    load_rhs,
+    trajectory_rhs,
+)
+
+
+class Identity(torch.nn.Module):
+    """f(r) = r: DCDM is then CG."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x[:, :1]
+
+
+class Scaled(torch.nn.Module):
+    """f(r) = D^{-1} r with a fixed positive grid field D (a Jacobi preconditioner)."""
+
+    def __init__(self, diag: torch.Tensor) -> None:
+        super().__init__()
+        self.register_buffer("inv", torch.where(diag > 0, 1 / diag, torch.zeros_like(diag)))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x[:, :1] * self.inv
+
+
+class Constant(torch.nn.Module):
+    def __init__(self, value: float) -> None:
+        super().__init__()
+        self.value = value
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.full_like(x[:, :1], self.value)
+
+
+def _reference(prob: ns.datasets.PoissonProblem) -> np.ndarray:
+    return spla.spsolve(prob.matrix.tocsc(), prob.b.numpy())
+
+
+PROBLEMS = [
+    ("obstacle3d", 12),
+    ("poisson3d", 10),
+    ("neumann3d", 10),
+    ("obstacle2d", 24),
+    ("darcy2d", 20),
+]
+
+
+@pytest.mark.parametrize(("name", "n"), PROBLEMS)
+def test_identity_network_is_cg_and_matches_scipy(name: str, n: int) -> None:
+    prob = ns.datasets.make_problem(name, n, seed=3)
+    cg = ns.solve(prob.A, prob.b, method="cg", rtol=1e-10)
+    res = ns.solve(prob.A, prob.b, method="dcdm", rtol=1e-10, model=Identity().double())
+    assert res.converged and cg.converged
+    assert abs(res.iterations - cg.iterations) <= 2
+    x = _reference(prob)
+    np.testing.assert_allclose(res.x.numpy(), x, rtol=0, atol=1e-8 * np.abs(x).max())
+    assert res.stats["fallbacks"] == 0
+    assert res.stats["network_calls"] == res.iterations
+
+
+def test_fixed_linear_network_is_pcg() -> None:
+    prob = ns.datasets.make_problem("darcy2d", 32, seed=1)
+    pcg = ns.solve(prob.A, prob.b, method="pcg-jacobi", rtol=1e-10)
+    net = Scaled(prob.A.diagonal_grid()).double()
+    res = ns.solve(prob.A, prob.b, method="dcdm", rtol=1e-10, model=net, directions=2)
+    cg = ns.solve(prob.A, prob.b, method="cg", rtol=1e-10)
+    assert res.converged
+    assert abs(res.iterations - pcg.iterations) <= 2 < cg.iterations - pcg.iterations
+
+
+@pytest.mark.parametrize(("name", "n"), PROBLEMS)
+def test_untrained_network_converges_and_never_raises_the_energy_error(name: str, n: int) -> None:
+    """Any direction not orthogonal to r lowers ||e||_A (the line search), whatever the net."""
+    prob = ns.datasets.make_problem(name, n, seed=5)
+    torch.manual_seed(0)
+    net = DCDMNet(dim=prob.grid.ndim, skip=False)
+    for p in net.parameters():  # a network far from CG
+        torch.nn.init.normal_(p, std=0.3)
+    x_true = torch.from_numpy(_reference(prob))
+    A = prob.matrix
+    errors: list[float] = []
+
+    def energy(info: object) -> None:
+        e = (info.x[0] if info.x.ndim == 2 else info.x) - x_true  # type: ignore[attr-defined]
+        errors.append(float(e @ torch.from_numpy(A @ e.numpy())))
+
+    res = ns.solve(
+        prob.A, prob.b, method="dcdm", rtol=1e-8, model=net, callback=energy, max_iters=3000
+    )
+    assert res.converged, res.status
+    assert all(b <= a * (1 + 1e-9) for a, b in itertools.pairwise(errors))
+    np.testing.assert_allclose(res.x.numpy(), x_true.numpy(), atol=1e-6 * x_true.abs().max().item())
+
+
+def test_orthogonal_output_falls_back_to_cg_steps() -> None:
+    prob = ns.datasets.make_problem("obstacle3d", 12, seed=2)
+    cg = ns.solve(prob.A, prob.b, method="cg", rtol=1e-8)
+    res = ns.solve(prob.A, prob.b, method="dcdm", rtol=1e-8, model=Constant(0.0))
+    assert res.converged
+    assert abs(res.iterations - cg.iterations) <= 2
+    assert res.stats["fallbacks"] == res.iterations
+
+
+def test_non_finite_network_output_stops_with_a_status_and_a_finite_answer() -> None:
+    prob = ns.datasets.make_problem("obstacle3d", 12, seed=2)
+    res = ns.solve(prob.A, prob.b, method="dcdm", model=Constant(float("nan")))
+    assert res.status is Status.NON_FINITE
+    assert torch.isfinite(res.x).all()
+
+
+def test_batched_columns_match_single_solves() -> None:
+    prob = ns.datasets.make_problem("obstacle2d", 24, seed=4)
+    torch.manual_seed(1)
+    net = DCDMNet(dim=2)
+    B = prob.random_rhs(3, seed=2)
+    block = ns.solve(prob.A, B, method="dcdm", rtol=1e-8, model=net)
+    for j in range(3):
+        one = ns.solve(prob.A, B[:, j].contiguous(), method="dcdm", rtol=1e-8, model=net)
+        assert one.converged
+        assert abs(block.column_iterations[j] - one.iterations) <= 1
+        np.testing.assert_allclose(block.x[:, j].numpy(), one.x.numpy(), atol=1e-6)
+
+
+def test_pcg_dcdm_converges_with_an_untrained_network() -> None:
+    prob = ns.datasets.make_problem("obstacle3d", 12, seed=2)
+    torch.manual_seed(0)
+    res = ns.solve(prob.A, prob.b, method="pcg-dcdm", rtol=1e-8, model=DCDMNet(dim=3))
+    assert res.converged, res.status
+    x = _reference(prob)
+    np.testing.assert_allclose(res.x.numpy(), x, atol=1e-6 * np.abs(x).max())
+
+
+def test_matrix_without_grid_is_refused_clearly() -> None:
+    prob = ns.datasets.make_problem("poisson2d", 8)
+    with pytest.raises(TypeError, match="structured-grid"):
+        ns.solve(prob.matrix, prob.b.numpy(), method="dcdm", model=Identity())
+    with pytest.raises(TypeError, match="structured-grid"):
+        ns.solve(prob.matrix, prob.b.numpy(), method="pcg-dcdm", model=Identity())
+
+
+def test_bad_options_are_refused() -> None:
+    with pytest.raises(ValueError, match="directions"):
+        ns.solvers.make_solver("dcdm", directions=0)
+    with pytest.raises(ValueError, match="fallback_cos"):
+        ns.solvers.make_solver("dcdm", fallback_cos=1.5)
+    with pytest.raises(TypeError, match="model must be"):
+        prob = ns.datasets.make_problem("poisson2d", 8)
+        ns.solve(prob.A, prob.b, method="dcdm", model=3)
+
+
+# --------------------------------------------------------------------------- the network
+@pytest.mark.parametrize("kind", ["unet", "paper"])
+@pytest.mark.parametrize("grid", [(16, 16), (13, 21), (8, 8, 8), (11, 9, 16)])
+def test_network_shapes_gradients_and_identity_start(kind: str, grid: tuple[int, ...]) -> None:
+    net = DCDMNet(dim=len(grid), kind=kind, channels=4, coarse_channels=4)
+    x = torch.randn(2, 3, *grid)
+    out = net(x)
+    assert out.shape == (2, 1, *grid)
+    torch.testing.assert_close(out, x[:, :1])  # skip=True with a zero head: f(r) = r at start
+    for p in net.parameters():
+        torch.nn.init.normal_(p, std=0.1)
+    net(x).square().sum().backward()
+    assert all(p.grad is not None and bool(p.grad.abs().sum() > 0) for p in net.parameters())
+
+
+def test_network_levels_follow_the_grid_and_paper_config() -> None:
+    net = DCDMNet(dim=3)
+    assert [net.levels((n,) * 3) for n in (16, 32, 64, 128)] == [2, 3, 4, 5]
+    paper = DCDMNet(
+        DCDMNetConfig.paper(dim=3, size=64),
+    )
+    convs = [m for m in paper.modules() if isinstance(m, torch.nn.Conv3d)]
+    # the notes' 448 + 14 * 6928 + 17, with 3 input channels (residual + 2 flags) in the first conv
+    assert sum(p.numel() for p in paper.parameters()) == 3 * 27 * 16 + 16 + 14 * 6928 + 17
+    assert len(convs) == 16
+    with pytest.raises(ValueError, match="unknown DCDM network kind"):
+        DCDMNetConfig(kind="resnet")
+    with pytest.raises(ValueError, match="valid"):
+        DCDMNetConfig.from_dict({"dim": 3, "width": 3})
+
+
+def test_geometry_flags_mark_fluid_and_grounded_cells() -> None:
+    box = ns.datasets.poisson((6, 5), bc="dirichlet")
+    fl = geometry_flags(box.A)
+    assert fl[0].all()
+    expected = np.zeros((6, 5), dtype=bool)
+    expected[[0, -1], :] = True
+    expected[:, [0, -1]] = True
+    np.testing.assert_array_equal(fl[1].numpy().astype(bool), expected)
+    smoke = ns.datasets.make_problem("obstacle2d", 16, seed=1)
+    fl = geometry_flags(smoke.A)
+    np.testing.assert_array_equal(fl[0].numpy().astype(bool), smoke.mask)
+    grounded = fl[1].numpy().astype(bool)
+    assert grounded[:, -1][smoke.mask[:, -1]].all() and not grounded[:, :-1].any()
+
+
+# --------------------------------------------------------------------------- loss and data
+def test_loss_matches_the_formula_and_vanishes_for_the_exact_inverse() -> None:
+    prob = ns.datasets.make_problem("obstacle2d", 12, seed=1)
+    A, op = prob.matrix.toarray(), prob.A
+    flags = geometry_flags(op).double()[None]
+    gen = torch.Generator().manual_seed(0)
+    b = op.to_grid(torch.randn(op.shape[0], 2, generator=gen, dtype=torch.float64)).movedim(-1, 0)
+    b = b / b.flatten(1).norm(dim=1).view(-1, 1, 1)
+    g = torch.zeros(2, dtype=torch.long)
+    loss = dcdm_loss(Identity(), b, g, [op], flags)
+    expected = []
+    for i in range(2):
+        v = op.from_grid(b[i]).numpy()
+        s = v @ v / (v @ A @ v)
+        expected.append(np.sum((v - s * A @ v) ** 2))
+    np.testing.assert_allclose(loss.item(), np.mean(expected), rtol=1e-12)
+
+    class Exact(torch.nn.Module):
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            out = [
+                op.to_grid(torch.from_numpy(np.linalg.solve(A, op.from_grid(r[0]).numpy())))
+                for r in x
+            ]
+            return torch.stack(out)[:, None]
+
+    assert dcdm_loss(Exact(), b, g, [op], flags).item() < 1e-20
+
+
+def test_ritz_rhs_file_round_trip_and_errors(tmp_path: Path) -> None:
+    cfg = DCDMDataConfig(problem="obstacle2d", n=16, geometries=2, samples=11, ritz=40)
+    path = generate_rhs(cfg, tmp_path / "rhs.h5", progress=False)
+    data = load_rhs(path)
+    assert data.config == cfg and len(data) == 11
+    assert data.rhs.shape == (11, 16, 16)
+    assert sorted(data.geometry.tolist()) == [0] * 6 + [1] * 5
+    np.testing.assert_allclose(data.rhs.flatten(1).norm(dim=1).numpy(), 1.0, rtol=1e-5)
+    for g, prob in enumerate(cfg.problems()):
+        assert (data.rhs[data.geometry == g][:, ~torch.from_numpy(prob.mask)] == 0).all()
+        assert data.ritz_values[g].min() > 0
+    (tmp_path / "junk.h5").write_bytes(b"not hdf5")
+    with pytest.raises(DataFormatError, match="not a readable HDF5"):
+        load_rhs(tmp_path / "junk.h5")
+    with h5py.File(tmp_path / "other.h5", "w") as f:
+        f["x"] = np.zeros(3)
+    with pytest.raises(DataFormatError, match="not a DCDM right-hand-side file"):
+        load_rhs(tmp_path / "other.h5")
+    with pytest.raises(FileNotFoundError):
+        load_rhs(tmp_path / "missing.h5")
+    with pytest.raises(ValueError, match="unknown problem"):
+        DCDMDataConfig(problem="nope")
+
+
+# --------------------------------------------------------------------------- models and CLI
+def test_cli_trains_resumes_exports_and_the_model_loads(tmp_path: Path) -> None:
+    from neuralsolve.cli import main
+
+    out = tmp_path / "run"
+    args = [
+        "train", "dcdm", "--problem", "obstacle2d", "--n", "16", "--geometries", "2",
+        "--samples", "32", "--ritz", "30", "--steps", "30", "--eval-every", "15",
+        "--batch-size", "4", "--set", "channels=4", "--out", str(out), "--no-progress",
+    ]  # fmt: skip
+    assert main(args) == 0
+
+    def steps() -> list[int]:
+        return [
+            json.loads(line)["step"] for line in (out / "metrics.jsonl").read_text().splitlines()
+        ]
+
+    assert steps()[-1] == 30
+    assert main([*args[:-3], "--steps", "40", "--out", str(out), "--no-progress", "--resume"]) == 0
+    assert steps()[-1] == 40 and max(steps()) == 40  # continued from step 30, not restarted
+    assert main([*args, "--export", str(tmp_path / "m.pt")]) == 0  # the cached data is reused
+    record = json.loads((tmp_path / "m.json").read_text())
+    assert (
+        "neuralsolve train dcdm" in record["command"] and record["metadata"]["dcdm_net"]["dim"] == 2
+    )
+    load_network(tmp_path / "m.pt", 2)
+    prob = ns.datasets.make_problem("obstacle2d", 16, seed=7)
+    res = ns.solve(prob.A, prob.b, method="dcdm", model=str(tmp_path / "m.pt"), rtol=1e-8)
+    assert res.converged and res.stats["model"] == str(tmp_path / "m.pt")
+    with pytest.raises(ValueError, match="2-D grids but the problem is 3-D"):
+        load_network(tmp_path / "m.pt", 3)
+    torch.save({"x": 1}, tmp_path / "plain.pt")
+    with pytest.raises(DataFormatError, match="not a neuralsolve checkpoint"):
+        load_network(tmp_path / "plain.pt", 2)
+    with pytest.raises(ValueError, match="not a DCDM training checkpoint"):
+        ns.checkpoint.save_checkpoint(
+            tmp_path / "other.pt", {"model": {}, "metadata": {}}, kind="model"
+        )
+        export_model(tmp_path / "other.pt", tmp_path / "x.pt")
+
+
+@pytest.mark.parametrize("dim", [2, 3])
+def test_shipped_model_loads_safely_and_beats_cg_on_an_unseen_geometry(dim: int) -> None:
+    path = shipped_model_path(dim)
+    assert path.exists(), f"the package ships {path.name}"
+    record = json.loads(path.with_suffix(".json").read_text())
+    assert record["command"].startswith("neuralsolve train dcdm")
+    assert {"torch", "numpy", "metadata", "config"} <= set(record)
+    torch.load(path, weights_only=True)  # loadable without code
+    name, n = ("obstacle3d", 24) if dim == 3 else ("obstacle2d", 64)
+    prob = ns.datasets.make_problem(name, n, seed=0)  # training used seeds >= 100
+    res = ns.solve(prob.A, prob.b, method="dcdm", rtol=1e-6)
+    cg = ns.solve(prob.A, prob.b, method="cg", rtol=1e-6)
+    assert res.converged and res.stats["model"] == f"shipped:{path.name}"
+    assert res.iterations < cg.iterations
+
+
+def test_trajectory_residuals_are_unit_fluid_vectors_of_the_solver(tmp_path: Path) -> None:
+    cfg = DCDMDataConfig(problem="obstacle2d", n=16, geometries=2, samples=8, ritz=30)
+    data = load_rhs(generate_rhs(cfg, tmp_path / "rhs.h5", progress=False))
+    rhs, geometry = trajectory_rhs(Identity(), data, 6, iterations=(1, 3), directions=2)
+    assert rhs.shape == (6, 16, 16) and geometry.shape == (6,)
+    np.testing.assert_allclose(rhs.flatten(1).norm(dim=1).numpy(), 1.0, rtol=1e-5)
+    for g, prob in enumerate(cfg.problems()):
+        assert (rhs[geometry == g][:, ~torch.from_numpy(prob.mask)] == 0).all()
