@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import statistics
 from pathlib import Path
@@ -79,6 +80,10 @@ def main() -> None:
     print(f"winner: {best['optimizer']} (fewest held-out iterations, then lowest loss)")
     report = {"steps": args.steps, "n": args.n, "threads": torch.get_num_threads(), "runs": rows}
     (out / "dcdm_optimizers.json").write_text(json.dumps(report, indent=2) + "\n")
+    # Checks: every run trained (a finite loss below the start's ~0.5) and solved held-out systems.
+    assert all(math.isfinite(r["final_loss"]) and r["final_loss"] < 1.0 for r in rows), rows
+    assert all(r["heldout_dcdm_iters"] > 0 for r in rows), rows
+    print("ok")
 
 
 if __name__ == "__main__":
