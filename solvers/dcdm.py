@@ -29,7 +29,6 @@ finite iterate.
 
 from __future__ import annotations
 
-import json
 import time
 import warnings
 from dataclasses import dataclass, field
@@ -40,7 +39,7 @@ import torch
 
 from neuralsolve.checkpoint import VersionMismatchWarning, load_checkpoint
 from neuralsolve.errors import DataFormatError
-from neuralsolve.linop import LinearOperator
+from neuralsolve.linop import LinearOperator, as_operator
 from neuralsolve.result import SolveResult, Status
 from neuralsolve.validation import check_tolerances, prepare_system
 
@@ -131,15 +130,20 @@ class NetworkDirections:
     ----------
     op : StencilOperator
     network : torch.nn.Module
+    flags : torch.Tensor
+        ``geometry_flags(op)``.
     dtype : torch.dtype, optional
         Dtype the network runs in (default its parameters' dtype, e.g. float32 while the solve
         runs in float64).
     """
 
     def __init__(
-        self, op: LinearOperator, network: torch.nn.Module, dtype: torch.dtype | None = None
+        self,
+        op: LinearOperator,
+        network: torch.nn.Module,
+        flags: torch.Tensor,
+        dtype: torch.dtype | None = None,
     ):
-        flags = geometry_flags(op)  # raises for operators without a grid
         params = list(network.parameters())
         self.net_dtype = dtype or (params[0].dtype if params else torch.float32)
         self.op = op
@@ -236,7 +240,7 @@ class DCDM:
     def network_for(self, op: LinearOperator) -> tuple[NetworkDirections, dict[str, Any]]:
         """The network wrapped for ``op`` (the loaded module is cached on this solver)."""
         dim = len(getattr(op, "grid_shape", ()))
-        geometry_flags(op)  # raises the no-grid error before any file is read
+        flags = geometry_flags(op)  # raises the no-grid error before any file is read
         if dim not in (2, 3) and not isinstance(self.model, torch.nn.Module):
             raise ValueError(
                 f"DCDM networks run on 2-D and 3-D grids; this operator's grid is {dim}-D "
@@ -249,7 +253,7 @@ class DCDM:
         dtype = None if self.network_dtype is None else getattr(torch, self.network_dtype)
         if dtype is not None:
             net = net.to(dtype)
-        return NetworkDirections(op, net, dtype), dict(info)
+        return NetworkDirections(op, net, flags, dtype), dict(info)
 
     def solve(
         self, A: Any, b: Any, *, x0: Any = None, M: Any = None, callback: Callback | None = None
@@ -346,11 +350,7 @@ class DCDM:
             candidates = tracker.candidates(rnorm)
             if candidates:
                 R_true = B - apply_A(X)
-                tracker.matvecs += 1
-                true = rownorm(R_true)
-                _, replace = tracker.check_true(candidates, rnorm, true)
-                idx = torch.tensor(candidates, device=R.device)
-                rnorm = rnorm.index_copy(0, idx, true[idx])
+                rnorm, replace = tracker.confirm(candidates, rnorm, rownorm(R_true))
                 if replace:
                     ridx = torch.tensor(replace, device=R.device)
                     R[ridx] = R_true[ridx]
@@ -372,8 +372,6 @@ class DCDMPreconditioner(Preconditioner):
         t0 = time.perf_counter()
         super().__init__(A)
         solver = DCDM(model=model, network_dtype=network_dtype)
-        from neuralsolve.linop import as_operator
-
         self.directions, self.info = solver.network_for(as_operator(A))
         self.setup_s = time.perf_counter() - t0
 
@@ -407,9 +405,7 @@ class FlexibleDCDM(FlexibleCG):
         if M is not None:
             raise ValueError("pcg-dcdm builds its own preconditioner from the network; drop M=")
         t0 = time.perf_counter()
-        from neuralsolve.linop import as_operator
-
-        op = as_operator(A) if not isinstance(A, LinearOperator) else A
+        op = as_operator(A)
         pre = DCDMPreconditioner(op, model=self.model, network_dtype=self.network_dtype)
         built = time.perf_counter() - t0
         res = super().solve(op, b, x0=x0, M=pre, callback=callback)
@@ -422,9 +418,3 @@ class FlexibleDCDM(FlexibleCG):
             }
         )
         return res
-
-
-def model_record(path: str | Path) -> dict[str, Any]:
-    """The training record stored beside an exported model (``<name>.json``), or ``{}``."""
-    side = Path(path).with_suffix(".json")
-    return json.loads(side.read_text()) if side.exists() else {}

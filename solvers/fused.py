@@ -219,11 +219,8 @@ def fused_cg(
         restart: list[int] = []
         if candidates:
             R_true = true_residual()
-            tracker.matvecs += 1
             true = torch.linalg.vector_norm(R_true.reshape(k, -1), dim=1)
-            _, replace = tracker.check_true(candidates, rnorm, true)
-            idx = torch.tensor(candidates, device=Rp.device)
-            rnorm = rnorm.index_copy(0, idx, true[idx])
+            rnorm, replace = tracker.confirm(candidates, rnorm, true)
             for j in replace:
                 Rp[j][inner[1:]] = R_true[j]
                 sq = R_true[j] * R_true[j]

@@ -273,11 +273,8 @@ class _KrylovBase:
             restart: list[int] = []
             if candidates:
                 R_true = B - apply_A(X)
-                tracker.matvecs += 1
                 true = rownorm(R_true)
-                _, replace = tracker.check_true(candidates, rnorm, true)
-                idx = torch.tensor(candidates, device=R.device)
-                rnorm = rnorm.index_copy(0, idx, true[idx])
+                rnorm, replace = tracker.confirm(candidates, rnorm, true)
                 if replace:
                     ridx = torch.tensor(replace, device=R.device)
                     R[ridx] = R_true[ridx]

@@ -162,6 +162,17 @@ class ColumnTracker:
                 replace.append(j)
         return done, replace
 
+    def confirm(
+        self, columns: list[int], recursive: torch.Tensor, true_norm: torch.Tensor
+    ) -> tuple[torch.Tensor, list[int]]:
+        """:meth:`check_true` on the candidate ``columns`` after one product ``b - A x`` (counted
+        here). Returns the norms to record (the true ones for the candidates) and the columns
+        whose recursive residual the caller must replace by the true one."""
+        self.matvecs += 1
+        _, replace = self.check_true(columns, recursive, true_norm)
+        idx = torch.tensor(columns, device=recursive.device)
+        return recursive.index_copy(0, idx, true_norm[idx]), replace
+
     def observe_true(self, recursive: torch.Tensor, true_norm: torch.Tensor) -> None:
         """A periodic true-residual check of the active columns. A column stalls when its
         recursive residual has drifted below half the true one (rounding dominates) and the true
