@@ -266,7 +266,8 @@ def _load(name: str, n: int | None, config: BenchConfig) -> tuple[Any, Any, Any,
 def _one(method: str, A: Any, b: torch.Tensor, matrix: Any, config: BenchConfig) -> dict[str, Any]:
     from .solvers import solve
 
-    options = dict(config.options.get(method, {}))
+    # --set METHOD.max_iters=N (or rtol) overrides the run's value for that method alone
+    options = {"rtol": config.rtol, "max_iters": config.max_iters, **config.options.get(method, {})}
     if method in REFERENCE_METHODS and method != "direct":
         options.setdefault("history", "rerun")
     runs, first = [], None
@@ -274,28 +275,16 @@ def _one(method: str, A: Any, b: torch.Tensor, matrix: Any, config: BenchConfig)
     for rep in range(config.repeat):
         if rep == 0:
             with peak:
-                res = solve(
-                    A, b, method=method, rtol=config.rtol, max_iters=config.max_iters, **options
-                )
+                res = solve(A, b, method=method, **options)
             first = res
         else:
-            res = solve(
-                A, b, method=method, rtol=config.rtol, max_iters=config.max_iters, **options
-            )
+            res = solve(A, b, method=method, **options)
         runs.append(float(res.stats["solve_s"]))
     assert first is not None
     sequential = None
     if config.sequential and b.ndim == 2 and b.shape[1] > 1:
         singles = [
-            solve(
-                A,
-                b[:, j].contiguous(),
-                method=method,
-                rtol=config.rtol,
-                max_iters=config.max_iters,
-                **options,
-            )
-            for j in range(b.shape[1])
+            solve(A, b[:, j].contiguous(), method=method, **options) for j in range(b.shape[1])
         ]
         sequential = sum(float(s.stats["solve_s"]) for s in singles)
     b64 = b.detach().cpu().double().numpy()

@@ -70,6 +70,11 @@ def load_checkpoint(
     path = Path(path)
     if not path.exists():
         raise FileNotFoundError(f"checkpoint {str(path)!r} does not exist")
+    if not zipfile.is_zipfile(path):  # torch.save writes a zip archive since torch 1.6
+        raise DataFormatError(
+            f"{str(path)!r} is not a readable torch checkpoint (expected the zip archive torch.save "
+            "writes; the file is truncated, corrupt or of another format)"
+        )
     try:
         record = torch.load(path, map_location=map_location, weights_only=True)
     except pickle.UnpicklingError as exc:

@@ -137,7 +137,8 @@ def build_parser() -> argparse.ArgumentParser:
         "--set",
         action="append",
         metavar="METHOD.KEY=VALUE",
-        help="a method option, e.g. dcdm.directions=8 or dcdm.model=runs/dcdm/best.pt",
+        help="a method option, e.g. dcdm.directions=8 or dcdm.model=runs/dcdm/best.pt; "
+        "METHOD.max_iters and METHOD.rtol override the run's values for that method",
     )
     b.add_argument(
         "--out-dir",

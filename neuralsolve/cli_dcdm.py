@@ -12,9 +12,10 @@ __all__ = ["add_dcdm_parser"]
 
 EPILOG = """\
 examples:
-  neuralsolve train dcdm --problem obstacle3d --n 32 --out runs/dcdm          # the shipped 3-D model
+  neuralsolve train dcdm --problem obstacle3d --n 32 --out runs/dcdm          # 3-D stage 1
   neuralsolve train dcdm --problem obstacle2d --n 64 --out runs/dcdm2d        # the shipped 2-D model
   neuralsolve train dcdm --out runs/dcdm --resume                              # continue a run
+  neuralsolve train dcdm --n 64 --init runs/dcdm/best.pt --out runs/dcdm64     # a second stage
   neuralsolve train dcdm --set channels=16 --set coarse_blocks=3 --steps 8000  # another network
 
 Data: --geometries gallery geometries (seeds FIRST_SEED, FIRST_SEED+1, ...), --samples unit
@@ -65,6 +66,12 @@ def add_dcdm_parser(tsub: Any) -> None:
     )
     p.add_argument("--out", default="runs/dcdm", help="run directory (default: runs/dcdm)")
     p.add_argument("--resume", action="store_true", help="continue from OUT/last.pt")
+    p.add_argument(
+        "--init",
+        metavar="CKPT",
+        help="start from these weights (a best.pt or an exported model), e.g. a second stage "
+        "at a larger --n from a model trained at a smaller one",
+    )
     p.add_argument("--export", metavar="FILE", help="write the small model file from best.pt")
     p.add_argument("--seed", type=int, default=0, help="(default: 0)")
     p.add_argument("--device", default="cpu", help="torch device (default: cpu)")
@@ -150,6 +157,7 @@ def _cmd_train_dcdm(args: argparse.Namespace) -> int:
         net_config=net_config,
         eval_directions=args.eval_directions,
         resume=args.resume,
+        init=args.init,
         callback=report,
     )
     summary = {
@@ -178,10 +186,14 @@ def _cmd_train_dcdm(args: argparse.Namespace) -> int:
             f"--{k.replace('_', '-')} {v}"
             for k, v in vars(args).items()
             if k in ("problem", "n", "geometries", "first_seed", "samples", "ritz", "steps",
-                     "batch_size", "optimizer", "lr", "schedule", "seed", "eval_every")
+                     "batch_size", "optimizer", "lr", "schedule", "seed", "eval_every", "init")
+            and v is not None
         )  # fmt: skip
         for item in args.set or []:
             command += f" --set {item}"
+        if args.init and Path(args.init).with_suffix(".json").exists():
+            # the stage this one started from, so the record reproduces the whole chain
+            summary["init_record"] = json.loads(Path(args.init).with_suffix(".json").read_text())
         path = export_model(
             out / "best.pt",
             args.export,

@@ -142,6 +142,23 @@ def test_bench_skips_and_errors_are_recorded() -> None:
     assert "skipped" in format_table(report)
 
 
+def test_bench_method_options_override_the_run_iteration_limit(tmp_path: Path) -> None:
+    args = [
+        "bench",
+        "--problem",
+        "poisson2d:24",
+        "--methods",
+        "cg,pcg-jacobi",
+        "--max-iters",
+        "500",
+    ]
+    args += ["--set", "cg.max_iters=3", "--out-dir", str(tmp_path), "--no-plot", "--no-progress"]
+    assert main(args) == 0
+    by = {r["method"]: r for r in json.loads((tmp_path / "bench.json").read_text())["results"]}
+    assert by["cg"]["iterations"] == 3 and not by["cg"]["converged"]
+    assert by["pcg-jacobi"]["converged"] and by["pcg-jacobi"]["iterations"] > 3
+
+
 def test_bench_reports_batch_speedup(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
     args = ["bench", "--problem", "poisson2d:16", "--methods", "cg", "--rhs", "3", "--sequential"]
     assert main([*args, "--out-dir", str(tmp_path), "--no-plot", "--no-progress"]) == 0
