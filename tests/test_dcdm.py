@@ -294,16 +294,7 @@ def test_loss_matches_the_formula_and_vanishes_for_the_exact_inverse() -> None:
         s = v @ v / (v @ A @ v)
         expected.append(np.sum((v - s * A @ v) ** 2))
     np.testing.assert_allclose(loss.item(), np.mean(expected), rtol=1e-12)
-
-    class Exact(torch.nn.Module):
-        def forward(self, x: torch.Tensor) -> torch.Tensor:
-            out = [
-                op.to_grid(torch.from_numpy(np.linalg.solve(A, op.from_grid(r[0]).numpy())))
-                for r in x
-            ]
-            return torch.stack(out)[:, None]
-
-    assert dcdm_loss(Exact(), b, g, [op], flags).item() < 1e-20
+    assert dcdm_loss(ExactInverse(prob), b, g, [op], flags).item() < 1e-20
 
 
 def test_loss_gradient_matches_finite_differences() -> None:
@@ -422,7 +413,7 @@ def test_shipped_model_loads_safely_and_beats_cg_on_an_unseen_geometry(dim: int)
     assert {"torch", "numpy", "metadata", "config"} <= set(record)
     torch.load(path, weights_only=True)  # loadable without code
     name = "obstacle3d" if dim == 3 else "obstacle2d"
-    trained = json.loads(path.with_suffix(".json").read_text())["metadata"]["data"]["n"]
+    trained = record["metadata"]["data"]["n"]
     for n in (16, 24) if dim == 3 else (32, 48):  # neither is the training size
         assert n != trained
         prob = ns.datasets.make_problem(name, n, seed=0)  # training used seeds >= 100
