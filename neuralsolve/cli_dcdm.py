@@ -16,6 +16,7 @@ examples:
   neuralsolve train dcdm --problem obstacle2d --n 64 --out runs/dcdm2d        # the shipped 2-D model
   neuralsolve train dcdm --out runs/dcdm --resume                              # continue a run
   neuralsolve train dcdm --n 64 --init runs/dcdm/best.pt --out runs/dcdm64     # a second stage
+  neuralsolve train dcdm --problem obstacle3d,poisson3d --out runs/mixed       # several problems
   neuralsolve train dcdm --set channels=16 --set coarse_blocks=3 --steps 8000  # another network
 
 Data: --geometries gallery geometries (seeds FIRST_SEED, FIRST_SEED+1, ...), --samples unit
@@ -38,7 +39,12 @@ def add_dcdm_parser(tsub: Any) -> None:
         epilog=EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    p.add_argument("--problem", default="obstacle3d", help="gallery problem (default: obstacle3d)")
+    p.add_argument(
+        "--problem",
+        default="obstacle3d",
+        help="gallery problem, or several of one dimension separated by commas, e.g. "
+        "obstacle3d,poisson3d: geometries alternate between them (default: obstacle3d)",
+    )
     p.add_argument("--n", type=int, default=32, help="cells per axis (default: 32)")
     p.add_argument("--geometries", type=int, default=8, help="training geometries (default: 8)")
     p.add_argument("--first-seed", type=int, default=100, help="first geometry seed (default: 100)")
@@ -146,9 +152,14 @@ def _cmd_train_dcdm(args: argparse.Namespace) -> int:
     def report(scores: dict[str, float]) -> None:
         if progress is False:
             return
+        parts = [
+            f"{name}: dcdm {scores[f'dcdm_iters/{name}']:.1f} vs cg {scores[f'cg_iters/{name}']:.1f}"
+            for name in data_config.names
+            if f"dcdm_iters/{name}" in scores
+        ]
         print(
             f"  held-out: dcdm {scores['dcdm_iters']:.1f} iterations vs cg {scores['cg_iters']:.1f} "
-            f"(converged {scores['converged']:.0%})"
+            f"(converged {scores['converged']:.0%})" + (f"; {'; '.join(parts)}" if parts else "")
         )
 
     _, result = train_dcdm(

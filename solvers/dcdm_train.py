@@ -63,7 +63,9 @@ class DCDMDataConfig:
     ----------
     problem : str
         A named gallery problem with a grid (``"obstacle3d"``, ``"poisson3d"``, ``"obstacle2d"``,
-        ...; see ``neuralsolve.datasets.available_problems()``).
+        ...; see ``neuralsolve.datasets.available_problems()``), or several of the same
+        dimension separated by commas (``"obstacle3d,poisson3d"``): geometry ``g`` is then of
+        problem ``g mod P``, so one model learns every boundary-condition type in the mix.
     n : int
         Cells per axis.
     geometries : int
@@ -96,12 +98,24 @@ class DCDMDataConfig:
     def __post_init__(self) -> None:
         from neuralsolve.datasets import PROBLEMS
 
-        if self.problem not in PROBLEMS:
-            raise ValueError(f"unknown problem {self.problem!r}; available: {', '.join(PROBLEMS)}")
+        names = self.names
+        for name in names:
+            if name not in PROBLEMS:
+                raise ValueError(f"unknown problem {name!r}; available: {', '.join(PROBLEMS)}")
+        dims = {int(PROBLEMS[name]["dim"]) for name in names}
+        if len(dims) > 1:
+            raise ValueError(
+                f"the problems {self.problem!r} mix 2-D and 3-D; one network is one dimension"
+            )
         for name in ("n", "geometries", "samples", "ritz"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise ValueError(f"{name} must be a positive integer, got {value!r}")
+        if self.geometries < len(names):
+            raise ValueError(
+                f"geometries ({self.geometries}) must be at least the number of problems "
+                f"({len(names)}: {self.problem})"
+            )
         if self.samples < self.geometries:
             raise ValueError(
                 f"samples ({self.samples}) must be at least geometries ({self.geometries})"
@@ -110,21 +124,30 @@ class DCDMDataConfig:
             raise ValueError(f"low_weight must be positive, got {self.low_weight!r}")
 
     @property
+    def names(self) -> tuple[str, ...]:
+        """The gallery problems in the mix (one unless ``problem`` lists several)."""
+        return tuple(name.strip() for name in self.problem.split(","))
+
+    @property
     def dim(self) -> int:
         from neuralsolve.datasets import PROBLEMS
 
-        return int(PROBLEMS[self.problem]["dim"])
+        return int(PROBLEMS[self.names[0]]["dim"])
 
     def seeds(self) -> list[int]:
         return [self.first_seed + g for g in range(self.geometries)]
 
+    def geometry_names(self) -> list[str]:
+        """The gallery problem of each training geometry (``names[g % P]``)."""
+        return [self.names[g % len(self.names)] for g in range(self.geometries)]
+
     def problems(self, dtype: Any = torch.float64, device: Any = "cpu") -> list[Any]:
-        """The training problems, rebuilt from their seeds."""
+        """The training problems, rebuilt from their names and seeds."""
         from neuralsolve.datasets import make_problem
 
         return [
-            make_problem(self.problem, self.n, seed=s, dtype=dtype, device=device)
-            for s in self.seeds()
+            make_problem(name, self.n, seed=s, dtype=dtype, device=device)
+            for name, s in zip(self.geometry_names(), self.seeds(), strict=True)
         ]
 
 
@@ -277,27 +300,39 @@ def evaluate_iterations(
 ) -> dict[str, float]:
     """DCDM iterations (and CG's, for scale) on gallery problems with the given seeds.
 
-    Returns ``{"dcdm_iters": mean, "cg_iters": mean, "converged": fraction}``; an unconverged
-    solve counts as ``max_iters``.
+    ``problem`` may list several problems separated by commas; each is solved with every seed.
+
+    Returns ``{"dcdm_iters": mean, "cg_iters": mean, "converged": fraction}`` over all solves,
+    and with several problems also ``"dcdm_iters/<name>"`` and ``"cg_iters/<name>"`` for each;
+    an unconverged solve counts as ``max_iters``.
     """
     from neuralsolve.datasets import make_problem
 
     from .registry import solve
 
-    dcdm, cg, ok = [], [], 0
-    for seed in seeds:
-        prob = make_problem(problem, n, seed=seed, device=device)
-        res = solve(prob.A, prob.b, method="dcdm", model=model, rtol=rtol, max_iters=max_iters,
-                    directions=directions)  # fmt: skip
-        ref = solve(prob.A, prob.b, method="cg", rtol=rtol)
-        dcdm.append(res.iterations if res.converged else max_iters)
-        cg.append(ref.iterations)
-        ok += int(res.converged)
-    return {
-        "dcdm_iters": float(np.mean(dcdm)),
-        "cg_iters": float(np.mean(cg)),
-        "converged": ok / len(seeds),
+    names = [name.strip() for name in problem.split(",")]
+    dcdm: dict[str, list[int]] = {name: [] for name in names}
+    cg: dict[str, list[int]] = {name: [] for name in names}
+    ok = 0
+    for name in names:
+        for seed in seeds:
+            prob = make_problem(name, n, seed=seed, device=device)
+            res = solve(prob.A, prob.b, method="dcdm", model=model, rtol=rtol,
+                        max_iters=max_iters, directions=directions)  # fmt: skip
+            ref = solve(prob.A, prob.b, method="cg", rtol=rtol)
+            dcdm[name].append(res.iterations if res.converged else max_iters)
+            cg[name].append(ref.iterations)
+            ok += int(res.converged)
+    scores = {
+        "dcdm_iters": float(np.mean([it for name in names for it in dcdm[name]])),
+        "cg_iters": float(np.mean([it for name in names for it in cg[name]])),
+        "converged": ok / (len(names) * len(seeds)),
     }
+    if len(names) > 1:
+        for name in names:
+            scores[f"dcdm_iters/{name}"] = float(np.mean(dcdm[name]))
+            scores[f"cg_iters/{name}"] = float(np.mean(cg[name]))
+    return scores
 
 
 def train_dcdm(

@@ -20,6 +20,7 @@ from neuralsolve.solvers.dcdm import shipped_model_path
 from neuralsolve.solvers.dcdm_train import (
     DCDMDataConfig,
     dcdm_loss,
+    evaluate_iterations,
     export_model,
     generate_rhs,
     load_rhs,
@@ -349,6 +350,50 @@ def test_ritz_rhs_file_round_trip_and_errors(tmp_path: Path) -> None:
         load_rhs(tmp_path / "missing.h5")
     with pytest.raises(ValueError, match="unknown problem"):
         DCDMDataConfig(problem="nope")
+
+
+def test_mixed_problem_data_alternates_geometries_and_evaluates_each(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    cfg = DCDMDataConfig(problem="obstacle2d, poisson2d", n=16, geometries=3, samples=9, ritz=30)
+    assert cfg.names == ("obstacle2d", "poisson2d") and cfg.dim == 2
+    assert cfg.geometry_names() == ["obstacle2d", "poisson2d", "obstacle2d"]
+    problems = cfg.problems()
+    assert not problems[0].mask.all() and problems[1].mask.all()  # obstacles vs the box
+    flags = [geometry_flags(p.A) for p in problems]
+    # the Dirichlet box grounds its whole boundary; the obstacle problem only its open face
+    assert flags[1][1].sum() == 16 * 16 - 14 * 14 and flags[0][1].sum() < flags[1][1].sum()
+    data = load_rhs(generate_rhs(cfg, tmp_path / "mixed.h5", progress=False))
+    assert data.config == cfg and sorted(set(data.geometry.tolist())) == [0, 1, 2]
+    scores = evaluate_iterations(
+        DCDMNet(dim=2, channels=4), cfg.problem, 16, [1000], rtol=1e-4, max_iters=400
+    )
+    for name in cfg.names:
+        prob = ns.datasets.make_problem(name, 16, seed=1000)
+        ref = ns.solve(prob.A, prob.b, method="cg", rtol=1e-4)
+        assert scores[f"cg_iters/{name}"] == ref.iterations
+    assert scores["cg_iters"] == pytest.approx(
+        (scores["cg_iters/obstacle2d"] + scores["cg_iters/poisson2d"]) / 2
+    )
+    from neuralsolve.cli import main
+
+    out = tmp_path / "run"
+    args = [
+        "train", "dcdm", "--problem", cfg.problem, "--n", "16", "--geometries", "3",
+        "--samples", "9", "--ritz", "30", "--steps", "2", "--eval-every", "2",
+        "--batch-size", "3", "--set", "channels=4", "--out", str(out),
+    ]  # fmt: skip
+    assert main(args) == 0
+    printed = capsys.readouterr().out
+    assert "obstacle2d: dcdm" in printed and "poisson2d: dcdm" in printed
+    ev = json.loads((out / "summary.json").read_text())["eval"]
+    assert {"dcdm_iters/obstacle2d", "dcdm_iters/poisson2d"} <= set(ev)
+    with pytest.raises(ValueError, match="mix 2-D and 3-D"):
+        DCDMDataConfig(problem="obstacle2d,poisson3d")
+    with pytest.raises(ValueError, match="at least the number of problems"):
+        DCDMDataConfig(problem="obstacle2d,poisson2d", geometries=1, samples=4)
+    with pytest.raises(ValueError, match="unknown problem 'nope'"):
+        DCDMDataConfig(problem="obstacle2d,nope")
 
 
 # --------------------------------------------------------------------------- models and CLI
