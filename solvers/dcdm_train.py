@@ -55,6 +55,12 @@ __all__ = [
 DATA_VERSION = 1
 
 
+def problem_names(problem: str) -> tuple[str, ...]:
+    """``"obstacle3d, poisson3d"`` -> ``("obstacle3d", "poisson3d")``: the gallery problems of a
+    mix, as :class:`DCDMDataConfig` and :func:`evaluate_iterations` read them."""
+    return tuple(name.strip() for name in problem.split(","))
+
+
 @dataclass(frozen=True)
 class DCDMDataConfig:
     """Which systems to train on and how their right-hand sides are drawn.
@@ -126,7 +132,7 @@ class DCDMDataConfig:
     @property
     def names(self) -> tuple[str, ...]:
         """The gallery problems in the mix (one unless ``problem`` lists several)."""
-        return tuple(name.strip() for name in self.problem.split(","))
+        return problem_names(self.problem)
 
     @property
     def dim(self) -> int:
@@ -310,7 +316,7 @@ def evaluate_iterations(
 
     from .registry import solve
 
-    names = [name.strip() for name in problem.split(",")]
+    names = problem_names(problem)
     dcdm: dict[str, list[int]] = {name: [] for name in names}
     cg: dict[str, list[int]] = {name: [] for name in names}
     ok = 0
