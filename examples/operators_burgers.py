@@ -10,23 +10,7 @@ Run: python examples/operators_burgers.py [--n 256] [--train 1000] [--test 200] 
 
 from __future__ import annotations
 
-import argparse
-import os
-from pathlib import Path
-
-import torch
-
-from neuralsolve.datasets import H5Dataset
-from neuralsolve.datasets.generators import generate
-from neuralsolve.operators.comparison import (
-    compare_operators,
-    format_table,
-    plot_comparison,
-    write_report,
-)
-from neuralsolve.optim import TrainerConfig
-
-QUICK = bool(os.environ.get("NEURALSOLVE_QUICK"))
+from neuralsolve.operators.comparison import comparison_parser, run_comparison
 
 
 def models(n: int) -> dict:
@@ -48,37 +32,8 @@ def models(n: int) -> dict:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--n", type=int, default=64 if QUICK else 256)
-    parser.add_argument("--train", type=int, default=40 if QUICK else 1000)
-    parser.add_argument("--test", type=int, default=10 if QUICK else 200)
-    parser.add_argument("--epochs", type=int, default=2 if QUICK else 20)
-    parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--out", default="bench-out/operators")
-    args = parser.parse_args()
-    torch.set_num_threads(args.threads)
-    out = Path(args.out)
-    samples = args.train + args.test
-    data = out / f"burgers{args.n}_{samples}.h5"
-    if not data.exists():
-        generate("burgers", n=args.n, samples=samples, seed=0, out=data)
-    train = H5Dataset(data, range(args.train))
-    test = H5Dataset(data, range(args.train, samples))
-    config = TrainerConfig(
-        optimizer="adamw", optimizer_options={"weight_decay": 1e-4}, lr=1e-3,
-        schedule="cosine", epochs=args.epochs, batch_size=20 if not QUICK else 10, seed=0,
-        log_every=10,
-    )  # fmt: skip
-    rows = compare_operators(models(args.n), train, test, config)
-    meta = {"problem": f"burgers n={args.n}, nu=0.1", "train": args.train, "test": args.test,
-            "epochs": args.epochs, "trainer": dict(vars(config))}  # fmt: skip
-    write_report(out / "operators_burgers.json", rows, meta)
-    plot_comparison(out / "operators_burgers.png", rows, f"Burgers n={args.n}")
-    table = format_table(rows)
-    (out / "operators_burgers.md").write_text(table + "\n")
-    print(table)
-    assert all(r["test_rel_l2"] < 1.0 for r in rows), [r["test_rel_l2"] for r in rows]
-    print("ok")
+    args = comparison_parser(__doc__, n=256, quick_n=64, epochs=20).parse_args()
+    run_comparison("burgers", models(args.n), args, title=f"Burgers n={args.n}, nu=0.1")
 
 
 if __name__ == "__main__":

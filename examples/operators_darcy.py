@@ -15,23 +15,7 @@ Run: python examples/operators_darcy.py [--n 64] [--train 1000] [--test 200] [--
 
 from __future__ import annotations
 
-import argparse
-import os
-from pathlib import Path
-
-import torch
-
-from neuralsolve.datasets import H5Dataset
-from neuralsolve.datasets.generators import generate
-from neuralsolve.operators.comparison import (
-    compare_operators,
-    format_table,
-    plot_comparison,
-    write_report,
-)
-from neuralsolve.optim import TrainerConfig
-
-QUICK = bool(os.environ.get("NEURALSOLVE_QUICK"))
+from neuralsolve.operators.comparison import comparison_parser, run_comparison
 
 
 def models(n: int) -> dict:
@@ -55,56 +39,8 @@ def models(n: int) -> dict:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--n", type=int, default=16 if QUICK else 64)
-    parser.add_argument("--train", type=int, default=40 if QUICK else 1000)
-    parser.add_argument("--test", type=int, default=10 if QUICK else 200)
-    parser.add_argument("--epochs", type=int, default=2 if QUICK else 25)
-    parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--out", default="bench-out/operators")
-    parser.add_argument("--models", help="comma-separated subset (default: all)")
-    args = parser.parse_args()
-    torch.set_num_threads(args.threads)
-    out = Path(args.out)
-    samples = args.train + args.test
-    data = out / f"darcy{args.n}_{samples}.h5"
-    if not data.exists():
-        generate("darcy", n=args.n, samples=samples, seed=0, out=data)
-    train = H5Dataset(data, range(args.train))
-    test = H5Dataset(data, range(args.train, samples))
-    coarse = H5Dataset(data, range(args.train, samples), resolution=args.n // 2)
-    config = TrainerConfig(
-        optimizer="adamw", optimizer_options={"weight_decay": 1e-4}, lr=1e-3,
-        schedule="cosine", epochs=args.epochs, batch_size=20 if not QUICK else 10, seed=0,
-        progress=None, log_every=10,
-    )  # fmt: skip
-    specs = models(args.n)
-    if args.models:
-        specs = {k: v for k, v in specs.items() if k in args.models.split(",")}
-    rows = compare_operators(specs, train, test, config, eval_data={"half_grid": coarse})
-    meta = {"problem": f"darcy {args.n}x{args.n}", "train": args.train, "test": args.test,
-            "epochs": args.epochs, "trainer": {k: v for k, v in vars(config).items()}}  # fmt: skip
-    stem = "operators_darcy" + (f"_{args.models.replace(',', '_')}" if args.models else "")
-    write_report(out / f"{stem}.json", rows, meta)
-    plot_comparison(out / f"{stem}.png", rows, f"Darcy {args.n}x{args.n}")
-    table = format_table(rows, extra=["rel_l2_half_grid"])
-    (out / f"{stem}.md").write_text(table + "\n")
-    print(table)
-    by = {r["label"]: r for r in rows}
-    if {"fno", "neuralop-fno"} <= by.keys():
-        print(
-            f"our FNO / neuraloperator FNO error: {by['fno']['test_rel_l2'] / by['neuralop-fno']['test_rel_l2']:.3f}"
-        )
-    if {"fno", "lsm"} <= by.keys():
-        print(f"LSM / FNO error: {by['lsm']['test_rel_l2'] / by['fno']['test_rel_l2']:.3f}")
-    if {"fno", "t1"} <= by.keys():
-        print(
-            f"T1 / FNO error: {by['t1']['test_rel_l2'] / by['fno']['test_rel_l2']:.3f}, "
-            f"FNO / T1 time per epoch: {by['fno']['s_per_epoch'] / by['t1']['s_per_epoch']:.2f}"
-        )
-    # the check: every model learned something (all errors finite and below predicting 0)
-    assert all(r["test_rel_l2"] < 1.0 for r in rows), [r["test_rel_l2"] for r in rows]
-    print("ok")
+    args = comparison_parser(__doc__, n=64, quick_n=16, epochs=25).parse_args()
+    run_comparison("darcy", models(args.n), args, title=f"Darcy {args.n}x{args.n}", half_grid=True)
 
 
 if __name__ == "__main__":

@@ -1,5 +1,6 @@
 """Train several operators on the same data with the same budget and tabulate the results:
-what ``examples/operators_darcy.py`` and ``examples/operators_burgers.py`` run.
+what ``examples/operators_darcy.py`` and ``examples/operators_burgers.py`` run
+(:func:`comparison_parser` and :func:`run_comparison` are their shared command line and body).
 
 Every model is trained by :func:`~neuralsolve.operators.train_operator` with one
 :class:`~neuralsolve.optim.TrainerConfig` (same optimizer, learning rate, schedule, epochs,
@@ -9,8 +10,10 @@ batch size and seed), so the only difference is the network. A model from anothe
 
 from __future__ import annotations
 
+import argparse
 import dataclasses
 import json
+import os
 import platform
 from collections.abc import Callable, Mapping
 from pathlib import Path
@@ -24,7 +27,14 @@ from neuralsolve.fileio import atomic_path
 
 from .training import evaluate, train_operator
 
-__all__ = ["compare_operators", "format_table", "plot_comparison", "write_report"]
+__all__ = [
+    "compare_operators",
+    "comparison_parser",
+    "format_table",
+    "plot_comparison",
+    "run_comparison",
+    "write_report",
+]
 
 ModelSpec = tuple[str, Mapping[str, Any]] | Callable[[], nn.Module]
 
@@ -167,3 +177,99 @@ def plot_comparison(path: str | Path, rows: list[dict[str, Any]], title: str) ->
         fig.savefig(tmp, dpi=100)
     plt.close(fig)
     return path
+
+
+def quick_run() -> bool:
+    """``NEURALSOLVE_QUICK=1`` asks the benchmarks for a small smoke run."""
+    return bool(os.environ.get("NEURALSOLVE_QUICK"))
+
+
+def comparison_parser(doc: str, *, n: int, quick_n: int, epochs: int) -> argparse.ArgumentParser:
+    """The command line of an operator benchmark: grid, sample counts, epochs, threads, output
+    folder and a model subset; the defaults shrink under ``NEURALSOLVE_QUICK=1``."""
+    quick = quick_run()
+    parser = argparse.ArgumentParser(
+        description=doc.strip(), formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument(
+        "--n", type=int, default=quick_n if quick else n, help="grid points per axis"
+    )
+    parser.add_argument("--train", type=int, default=40 if quick else 1000, help="training samples")
+    parser.add_argument("--test", type=int, default=10 if quick else 200, help="test samples")
+    parser.add_argument(
+        "--epochs", type=int, default=2 if quick else epochs, help="same for every model"
+    )
+    parser.add_argument("--threads", type=int, default=2, help="torch.set_num_threads")
+    parser.add_argument(
+        "--out", default="bench-out/operators", help="output folder (data cached there)"
+    )
+    parser.add_argument("--models", help="comma-separated subset (default: all)")
+    return parser
+
+
+def run_comparison(
+    problem: str,
+    specs: Mapping[str, ModelSpec],
+    args: argparse.Namespace,
+    *,
+    title: str,
+    half_grid: bool = False,
+) -> list[dict[str, Any]]:
+    """Generate (or reuse) ``problem``'s data with the project's generator, train every model
+    of ``specs`` with the benchmarks' shared budget (AdamW, lr 1e-3, weight decay 1e-4, cosine,
+    batch 20, seed 0), and write ``operators_<problem>.json`` / ``.png`` / ``.md`` to
+    ``args.out``. ``half_grid`` also scores each model on the test set sub-sampled to half the
+    grid. Prints the table and the target ratios (our FNO / neuraloperator's, LSM / FNO,
+    T1 / FNO), and fails if a model learned nothing (test error >= 1)."""
+    from neuralsolve.datasets import H5Dataset
+    from neuralsolve.datasets.generators import generate
+    from neuralsolve.optim import TrainerConfig
+
+    torch.set_num_threads(args.threads)
+    out = Path(args.out)
+    samples = args.train + args.test
+    data = out / f"{problem}{args.n}_{samples}.h5"
+    if not data.exists():
+        generate(problem, n=args.n, samples=samples, seed=0, out=data)
+    train = H5Dataset(data, range(args.train))
+    test = H5Dataset(data, range(args.train, samples))
+    eval_data = {}
+    if half_grid:
+        eval_data["half_grid"] = H5Dataset(data, range(args.train, samples), resolution=args.n // 2)
+    config = TrainerConfig(
+        optimizer="adamw", optimizer_options={"weight_decay": 1e-4}, lr=1e-3,
+        schedule="cosine", epochs=args.epochs, batch_size=10 if quick_run() else 20, seed=0,
+        progress=None, log_every=10,
+    )  # fmt: skip
+    if args.models:
+        wanted = args.models.split(",")
+        unknown = sorted(set(wanted) - set(specs))
+        if unknown:
+            raise SystemExit(f"unknown model(s) {unknown}; available: {', '.join(specs)}")
+        specs = {k: v for k, v in specs.items() if k in wanted}
+    rows = compare_operators(specs, train, test, config, eval_data=eval_data)
+    meta = {"problem": title, "train": args.train, "test": args.test, "epochs": args.epochs,
+            "trainer": dict(vars(config))}  # fmt: skip
+    stem = f"operators_{problem}" + (f"_{args.models.replace(',', '_')}" if args.models else "")
+    write_report(out / f"{stem}.json", rows, meta)
+    plot_comparison(out / f"{stem}.png", rows, title)
+    table = format_table(rows, extra=[f"rel_l2_{k}" for k in eval_data])
+    (out / f"{stem}.md").write_text(table + "\n")
+    print(table)
+    by = {r["label"]: r for r in rows}
+    if {"fno", "neuralop-fno"} <= by.keys():
+        ratio = by["fno"]["test_rel_l2"] / by["neuralop-fno"]["test_rel_l2"]
+        print(f"our FNO / neuraloperator FNO error: {ratio:.3f}")
+    if {"fno", "lsm"} <= by.keys():
+        print(f"LSM / FNO error: {by['lsm']['test_rel_l2'] / by['fno']['test_rel_l2']:.3f}")
+    if {"fno", "t1"} <= by.keys():
+        print(
+            f"T1 / FNO error: {by['t1']['test_rel_l2'] / by['fno']['test_rel_l2']:.3f}, "
+            f"FNO / T1 time per epoch: {by['fno']['s_per_epoch'] / by['t1']['s_per_epoch']:.2f}"
+        )
+    # the check: every model learned something (all errors finite and below predicting 0)
+    bad = {r["label"]: r["test_rel_l2"] for r in rows if not r["test_rel_l2"] < 1.0}
+    if bad:
+        raise SystemExit(f"these models learned nothing (test rel. L2 >= 1 or NaN): {bad}")
+    print("ok")
+    return rows
