@@ -323,12 +323,7 @@ class DCDM:
                 bad = [j for j in tracker.active_list() if not bool(finite[j])]
                 tracker.stop(bad, Status.NON_FINITE)
                 Q[~finite] = 0
-            qr = rowdot(Q, R)
-            cos = qr.abs() / (rownorm(Q) * rownorm(R)).clamp_min(torch.finfo(R.dtype).tiny)
-            weak = (cos < self.fallback_cos) & finite
-            if bool(weak.any()):
-                Q[weak] = R[weak]
-                fallbacks += weak.cpu().to(torch.int64)
+            fallbacks += replace_weak_directions(Q, R, self.fallback_cos, finite)
             for P, AP, pAp in history:
                 Q.addcmul_(P, (rowdot(Q, AP) / pAp)[:, None], value=-1.0)
             AQ = apply_A(Q).clone()
@@ -362,21 +357,55 @@ class DCDM:
                 tracker.stop_all(Status.CALLBACK_STOP)
 
 
+def replace_weak_directions(
+    Q: torch.Tensor, R: torch.Tensor, fallback_cos: float, finite: torch.Tensor | None = None
+) -> torch.Tensor:
+    """Replace, in place, each row of ``Q`` with ``|cos(q, r)| < fallback_cos`` by its ``r``
+    (a CG step instead of a direction that cannot lower the error); returns the int64 mask
+    of replaced rows (on the CPU, for counting). Rows where ``finite`` is false are left alone.
+
+    A step along ``q`` lowers ``||e||_A^2`` by ``(q.r)^2 / (q.A q)``, nothing when ``q``
+    is orthogonal to ``r``: a network whose output has a large part that does not depend on
+    ``r`` (the geometry flags are inputs too) can stall a solve there."""
+    cos = rowdot(Q, R).abs() / (rownorm(Q) * rownorm(R)).clamp_min(torch.finfo(R.dtype).tiny)
+    weak = cos < fallback_cos
+    if finite is not None:
+        weak &= finite
+    if bool(weak.any()):
+        Q[weak] = R[weak]
+    return weak.cpu().to(torch.int64)
+
+
 class DCDMPreconditioner(Preconditioner):
     """The DCDM network as a (nonlinear, variable) preconditioner ``z = f(r / ||r||) ||r||``,
-    for :class:`~neuralsolve.solvers.FlexibleCG` (method ``"pcg-dcdm"``)."""
+    for :class:`~neuralsolve.solvers.FlexibleCG` (method ``"pcg-dcdm"``).
+
+    As in :class:`DCDM`, a column whose ``|cos(f(r), r)|`` is below ``fallback_cos`` gets
+    ``z = r`` instead (counted in ``fallbacks``); without it flexible CG stalls on a network
+    whose output is nearly orthogonal to the residual.
+    """
 
     name = "dcdm"
 
-    def __init__(self, A: Any, *, model: Any = None, network_dtype: str | None = None) -> None:
+    def __init__(
+        self,
+        A: Any,
+        *,
+        model: Any = None,
+        network_dtype: str | None = None,
+        fallback_cos: float = 1e-3,
+    ) -> None:
         t0 = time.perf_counter()
         super().__init__(A)
-        solver = DCDM(model=model, network_dtype=network_dtype)
+        solver = DCDM(model=model, network_dtype=network_dtype, fallback_cos=fallback_cos)
         self.directions, self.info = solver.network_for(as_operator(A))
+        self.fallback_cos = fallback_cos
+        self.fallbacks = 0
         self.setup_s = time.perf_counter() - t0
 
     def apply(self, Rt: torch.Tensor, out: torch.Tensor | None = None) -> torch.Tensor:
         Z = self.directions(Rt)
+        self.fallbacks += int(replace_weak_directions(Z, Rt, self.fallback_cos).sum())
         # The network sees unit residuals: restore the scale. Its training loss does not fix
         # the sign of f(r), so orient each column to r.z > 0 as flexible CG requires.
         sign = torch.where(rowdot(Rt, Z) < 0, -1.0, 1.0).to(Z.dtype)
@@ -388,12 +417,18 @@ class DCDMPreconditioner(Preconditioner):
 class FlexibleDCDM(FlexibleCG):
     """Flexible CG preconditioned by the DCDM network (method ``"pcg-dcdm"``).
 
-    Same parameters as :class:`~neuralsolve.solvers.FlexibleCG`, plus ``model`` and
-    ``network_dtype`` as in :class:`DCDM`.
+    Same parameters as :class:`~neuralsolve.solvers.FlexibleCG`, plus ``model``,
+    ``network_dtype`` and ``fallback_cos`` as in :class:`DCDM`.
     """
 
     model: Any = None
     network_dtype: str | None = None
+    fallback_cos: float = 1e-3
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if not 0.0 <= self.fallback_cos < 1.0:
+            raise ValueError(f"fallback_cos must be in [0, 1), got {self.fallback_cos!r}")
 
     @property
     def label(self) -> str:
@@ -406,7 +441,9 @@ class FlexibleDCDM(FlexibleCG):
             raise ValueError("pcg-dcdm builds its own preconditioner from the network; drop M=")
         t0 = time.perf_counter()
         op = as_operator(A)
-        pre = DCDMPreconditioner(op, model=self.model, network_dtype=self.network_dtype)
+        pre = DCDMPreconditioner(
+            op, model=self.model, network_dtype=self.network_dtype, fallback_cos=self.fallback_cos
+        )
         built = time.perf_counter() - t0
         res = super().solve(op, b, x0=x0, M=pre, callback=callback)
         res.stats["setup_s"] = float(res.stats["setup_s"]) + built
@@ -415,6 +452,7 @@ class FlexibleDCDM(FlexibleCG):
                 **pre.info,
                 "network_calls": pre.directions.calls,
                 "network_s": pre.directions.seconds,
+                "fallbacks": pre.fallbacks,
             }
         )
         return res

@@ -186,6 +186,35 @@ def test_orthogonal_output_falls_back_to_cg_steps() -> None:
     assert res.stats["fallbacks"] == res.iterations
 
 
+@pytest.mark.parametrize("value", [0.0, 1.0])
+def test_pcg_dcdm_falls_back_to_the_residual_where_the_network_gives_no_descent(
+    value: float,
+) -> None:
+    # Zero output, or one field whatever the residual: after one step along it the residual is
+    # orthogonal to it. Without the fallback flexible CG stops (r.z = 0) or stalls there.
+    prob = ns.datasets.make_problem("obstacle3d", 12, seed=2)
+    cg = ns.solve(prob.A, prob.b, method="cg", rtol=1e-8)
+    res = ns.solve(prob.A, prob.b, method="pcg-dcdm", rtol=1e-8, model=Constant(value))
+    assert res.converged, res.status
+    if value == 0.0:  # every step falls back: CG
+        assert abs(res.iterations - cg.iterations) <= 3
+        assert res.stats["fallbacks"] >= res.iterations
+    else:  # network steps that gain little alternate with CG steps: slower than CG, but it ends
+        assert res.stats["fallbacks"] > 0
+    x = _reference(prob)
+    np.testing.assert_allclose(res.x.numpy(), x, atol=1e-6 * np.abs(x).max())
+    strict = ns.solve(
+        prob.A,
+        prob.b,
+        method="pcg-dcdm",
+        rtol=1e-8,
+        model=Constant(value),
+        fallback_cos=0.0,
+        max_iters=2 * res.iterations,
+    )
+    assert not strict.converged
+
+
 def test_non_finite_network_output_stops_with_a_status_and_a_finite_answer() -> None:
     prob = ns.datasets.make_problem("obstacle3d", 12, seed=2)
     res = ns.solve(prob.A, prob.b, method="dcdm", model=Constant(float("nan")))
@@ -228,6 +257,8 @@ def test_bad_options_are_refused() -> None:
         ns.solvers.make_solver("dcdm", directions=0)
     with pytest.raises(ValueError, match="fallback_cos"):
         ns.solvers.make_solver("dcdm", fallback_cos=1.5)
+    with pytest.raises(ValueError, match="fallback_cos"):
+        ns.solvers.make_solver("pcg-dcdm", fallback_cos=-0.1)
     with pytest.raises(TypeError, match="model must be"):
         prob = ns.datasets.make_problem("poisson2d", 8)
         ns.solve(prob.A, prob.b, method="dcdm", model=3)
