@@ -15,7 +15,7 @@ import scipy.fft
 import scipy.sparse as sp
 import scipy.sparse.linalg as spla
 
-from neuralsolve.datasets import generators as gen
+from neuralsolve.datasets.generators import burgers_data as gen
 from neuralsolve.datasets.generators import (
     GENERATORS,
     OperatorData,

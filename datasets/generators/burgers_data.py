@@ -1,0 +1,302 @@
+"""Burgers data: 1-D viscous Burgers on the periodic interval, pseudo-spectral in space and
+ETDRK4 in time (Cox & Matthews 2002; contour coefficients of Kassam & Trefethen 2005)."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+import scipy.fft
+
+from .common import OperatorData, _bar, _covariance, _float, _sampling
+from .random_fields import _even, burgers_initial_condition
+
+__all__ = ["burgers"]
+
+# Points on the upper half of the unit circle for the Kassam-Trefethen contour means.
+CONTOUR_POINTS = 32
+# Largest default time step of :func:`burgers` (ETDRK4 is fourth order: its error at this step
+# is far below the spatial error for the default viscosity).
+BURGERS_MAX_DT = 1e-4
+
+
+def _etdrk4_coefficients(
+    L: np.ndarray, h: float, points: int = CONTOUR_POINTS
+) -> tuple[np.ndarray, ...]:
+    r"""The ETDRK4 coefficients of a diagonal linear part ``L`` (real, <= 0) and step ``h``.
+
+    With ``z = h L``, Cox & Matthews' coefficients are ``E = e^z``, ``E2 = e^{z/2}``,
+    ``Q = h (e^{z/2} - 1) / z`` and
+
+    .. math::
+
+        f_1 = h \frac{-4 - z + e^z (4 - 3z + z^2)}{z^3}, \quad
+        f_2 = h \frac{2 + z + e^z (z - 2)}{z^3}, \quad
+        f_3 = h \frac{-4 - 3z - z^2 + e^z (4 - z)}{z^3}.
+
+    These lose every digit to cancellation as ``z -> 0``. They are entire functions, so (Kassam
+    & Trefethen) each equals its mean over a circle ``z + r e^{i theta}``, and the trapezoidal
+    rule on that circle converges faster than geometrically. Kassam & Trefethen take ``r = 1``;
+    then for ``|z|`` near 1 some points come close to 0, where the formulas cancel again
+    (1e-12 relative error at ``z = -1``). Here ``r = 2|z|`` for ``1/2 < |z| < 2`` and ``r = 1``
+    otherwise, so every point is at least 1/2 from 0 while ``e^w`` stays below ``e^2`` on the
+    circle: the coefficients are accurate to about 1e-14. For real ``z`` the values at
+    conjugate points are conjugate, so the mean over the full circle is the real part of the
+    mean over ``points`` points of the upper half.
+    """
+    theta = np.pi * (np.arange(points) + 0.5) / points
+    z0 = h * L  # (modes,)
+    # radius 1, widened to 2|z0| for 1/2 < |z0| < 2: every contour point stays >= 1/2 from 0
+    radius = np.where((np.abs(z0) > 0.5) & (np.abs(z0) < 2), 2 * np.abs(z0), 1.0)
+    z = z0[:, None] + radius[:, None] * np.exp(1j * theta)[None, :]  # (modes, points)
+    ez = np.exp(z)
+
+    def mean(values: np.ndarray) -> np.ndarray:
+        return h * np.real(values.mean(axis=1))
+
+    z3 = z**3
+    Q = mean((np.exp(z / 2) - 1) / z)
+    f1 = mean((-4 - z + ez * (4 - 3 * z + z**2)) / z3)
+    f2 = mean((2 + z + ez * (z - 2)) / z3)
+    f3 = mean((-4 - 3 * z - z**2 + ez * (4 - z)) / z3)
+    return np.exp(h * L), np.exp(h * L / 2), Q, f1, f2, f3
+
+
+class _BlowUp(Exception):
+    def __init__(self, step: int, rows: np.ndarray) -> None:
+        super().__init__(step, rows)
+        self.step = step
+        self.rows = rows
+
+
+def _etdrk4(
+    v: np.ndarray,
+    L: np.ndarray,
+    nonlinear: Callable[[np.ndarray], np.ndarray],
+    h: float,
+    steps: int,
+    *,
+    bar: Any = None,
+    check_every: int = 100,
+) -> np.ndarray:
+    r"""Integrate ``v' = L v + N(v)`` for a batch ``v`` of shape ``(batch, modes)`` (``L``
+    diagonal, ``(modes,)``) by ``steps`` ETDRK4 steps of size ``h`` (Cox & Matthews 2002,
+    eq. 26)::
+
+        a = E2 v + Q N(v)
+        b = E2 v + Q N(a)
+        c = E2 a + Q (2 N(b) - N(v))
+        v <- E v + f1 N(v) + 2 f2 (N(a) + N(b)) + f3 N(c)
+
+    The linear part is integrated exactly, so diffusion imposes no step limit. Every
+    ``check_every`` steps (and at the end) the rows of ``v`` are checked for NaN / infinity;
+    :class:`_BlowUp` names the step and the rows.
+    """
+    E, E2, Q, f1, f2, f3 = _etdrk4_coefficients(L, h)
+    with np.errstate(over="ignore", invalid="ignore"):
+        for step in range(1, steps + 1):
+            Nv = nonlinear(v)
+            a = E2 * v + Q * Nv
+            Na = nonlinear(a)
+            b = E2 * v + Q * Na
+            Nb = nonlinear(b)
+            c = E2 * a + Q * (2 * Nb - Nv)
+            Nc = nonlinear(c)
+            v = E * v + f1 * Nv + 2 * f2 * (Na + Nb) + f3 * Nc
+            if step % check_every == 0 or step == steps:
+                bad = ~np.isfinite(v).all(axis=-1)  # (batch,)
+                if bad.any():
+                    raise _BlowUp(step, np.flatnonzero(bad))
+            if bar is not None:
+                bar.update(1)
+    return v
+
+
+def _burgers_terms(n: int, nu: float) -> tuple[np.ndarray, Callable[[np.ndarray], np.ndarray]]:
+    r"""The linear part ``L`` and the nonlinear term ``N`` of Burgers' equation in real-FFT
+    coefficients on ``n`` nodes of the periodic unit interval.
+
+    With ``kappa_m = 2 pi m`` (``m = 0 .. n/2``), ``L_m = -nu kappa_m^2`` and
+
+    .. math::
+
+        N(\hat u)_m = -\frac{i \kappa_m}{2} \, P_m \widehat{\left[(P u)^2\right]},
+
+    where ``P`` keeps the modes with ``3 m < n`` and the square is taken on the grid. Orszag's
+    2/3 rule: a product of two modes of the kept band has its aliases outside that band, so
+    ``N`` is the exact Fourier-Galerkin term ``-P (P u (P u)_x)``, free of aliasing. Modes
+    outside the band (present in the initial condition up to ``n/2 - 1``) only diffuse.
+    """
+    m = np.arange(n // 2 + 1)
+    kappa = 2 * np.pi * m
+    keep = 3 * m < n
+    g = np.where(keep, -0.5j * kappa, 0.0)  # (n/2 + 1,)
+
+    def nonlinear(v: np.ndarray) -> np.ndarray:
+        u = scipy.fft.irfft(np.where(keep, v, 0.0), n=n, axis=-1)
+        return g * scipy.fft.rfft(u * u, axis=-1)
+
+    return -nu * kappa**2, nonlinear
+
+
+def _burgers_solve(
+    u0: np.ndarray, nu: float, t_final: float, steps: int, *, bar: Any = None
+) -> np.ndarray:
+    """``u(t_final)`` of ``u_t + (u^2/2)_x = nu u_xx`` on the periodic unit interval for the
+    rows of ``u0`` ``(batch, n)`` (nodes ``j / n``): Fourier-Galerkin in space
+    (:func:`_burgers_terms`), ``steps`` ETDRK4 steps in time (:func:`_etdrk4`)."""
+    n = u0.shape[-1]
+    L, nonlinear = _burgers_terms(n, nu)
+    v = scipy.fft.rfft(u0, axis=-1)  # (batch, n/2 + 1)
+    v = _etdrk4(v, L, nonlinear, t_final / steps, steps, bar=bar)
+    return scipy.fft.irfft(v, n=n, axis=-1)
+
+
+def burgers(
+    n: int = 256,
+    samples: int = 1,
+    *,
+    seed: int = 0,
+    start: int = 0,
+    nu: float = 0.1,
+    t_final: float = 1.0,
+    dt: float | None = None,
+    sigma: float = 25.0,
+    tau: float = 5.0,
+    alpha: float = 2.0,
+    progress: bool | None = None,
+) -> OperatorData:
+    r"""1-D viscous Burgers ``u_t + (u^2/2)_x = nu u_xx`` on the periodic unit interval: the map
+    ``u(., 0) -> u(., t_final)`` (the FNO paper's 1-D benchmark, ``nu = 0.1``, ``t_final = 1``).
+
+    The initial conditions are ``N(0, 625 (-lap + 25 I)^(-2))`` with zero mean
+    (:func:`burgers_initial_condition`), at the nodes ``x_j = j / n``. The equation is solved by
+    a Fourier pseudo-spectral method with the 2/3 rule for the nonlinear term, and ETDRK4 in
+    time (Cox & Matthews 2002) with the coefficients evaluated by contour means (Kassam &
+    Trefethen 2005): the stiff diffusion ``-nu kappa^2`` is integrated exactly, so the step is
+    limited only by advection and accuracy. All samples of a call are advanced together as one
+    ``(samples, n/2 + 1)`` array of Fourier coefficients.
+
+    As for the PDE, the mean of ``u`` is conserved exactly (the nonlinear term has no
+    ``kappa = 0`` part) and the energy ``int u^2`` decays: the truncated nonlinear term does no
+    work, ``<P ((P u)^2)_x, u> = (2/3) int ((P u)^3)_x dx = 0``, so only diffusion changes the
+    energy of the semi-discrete system (the time stepping adds an ``O(dt^4)`` error).
+
+    Parameters
+    ----------
+    n : int
+        Grid nodes (even, >= 4).
+    samples : int
+        Number of samples (>= 1).
+    seed, start : int
+        Sample ``i`` (``start <= i < start + samples``) uses ``default_rng([seed, i])``.
+    nu : float
+        Viscosity (> 0).
+    t_final : float
+        Final time (> 0).
+    dt : float, optional
+        Largest time step; the step used is ``t_final / ceil(t_final / dt)``. Default
+        ``min(1e-4, t_final)``: the ETDRK4 error is then far below the spatial one for the FNO
+        setting. It does not depend on the samples, so a sample's answer does not depend on
+        which other samples share the call.
+    sigma, tau, alpha : float
+        The covariance ``sigma^2 (-lap + tau^2 I)^(-alpha)`` of the initial condition.
+    progress : bool or None
+        Show a progress bar over the time steps on stderr; ``None``: only when stderr is a
+        terminal.
+
+    Returns
+    -------
+    OperatorData
+        ``inputs`` ``(samples, 1, n)`` = ``u0``, ``outputs`` ``(samples, 1, n)`` =
+        ``u(t_final)``, at the nodes (``grid_kind="node"``); ``parameters`` holds the arguments,
+        the step ``dt`` and number of ``steps`` used, and ``advective_cfl_max``.
+
+    Raises
+    ------
+    TypeError, ValueError
+        For bad arguments, and before any step when ``dt max|u0| min(kappa_max, max|u0|/nu)``
+        exceeds 1 for some sample (advection-dominated modes would make the explicit part
+        unstable or inaccurate; the message gives a ``dt`` that passes).
+    RuntimeError
+        When the solution becomes NaN or infinite (the message names the samples and the step).
+
+    References
+    ----------
+    Z. Li et al., "Fourier neural operator for parametric partial differential equations",
+    ICLR 2021 (the Burgers benchmark).
+
+    S. M. Cox, P. C. Matthews, "Exponential time differencing for stiff systems", J. Comput.
+    Phys. 176 (2002) 430-455.
+
+    A.-K. Kassam, L. N. Trefethen, "Fourth-order time-stepping for stiff PDEs", SIAM J. Sci.
+    Comput. 26 (2005) 1214-1233.
+
+    Examples
+    --------
+    >>> from neuralsolve.datasets.generators import burgers
+    >>> data = burgers(64, 2, t_final=0.01, progress=False)
+    >>> data.inputs.shape, data.parameters["steps"]
+    ((2, 1, 64), 100)
+    """
+    n = _even(n)
+    samples, seed, start = _sampling(samples, seed, start)
+    nu = _float("nu", nu)
+    t_final = _float("t_final", t_final)
+    sigma = _float("sigma", sigma)
+    tau, alpha = _covariance(tau, alpha)
+    dt_max = min(BURGERS_MAX_DT, t_final) if dt is None else _float("dt", dt)
+    steps = max(1, math.ceil(t_final / dt_max * (1 - 1e-12)))
+    h = t_final / steps
+
+    u0 = np.stack(
+        [
+            burgers_initial_condition(
+                n, np.random.default_rng([seed, start + s]), sigma=sigma, tau=tau, alpha=alpha
+            )
+            for s in range(samples)
+        ]
+    )  # (samples, n)
+    # Advective step check: modes with kappa < U / nu are advection-dominated; the explicit
+    # (Runge-Kutta) part sees rates up to U kappa there. RK4's stability interval on the
+    # imaginary axis is 2.83; 1 leaves room for accuracy.
+    U = np.abs(u0).max(axis=1)  # (samples,)
+    kappa_max = 2 * np.pi * ((n - 1) // 3)
+    cfl = h * U * np.minimum(kappa_max, U / nu)
+    worst = int(np.argmax(cfl))
+    if cfl[worst] > 1:
+        safe = 1 / (U[worst] * min(kappa_max, U[worst] / nu))
+        raise ValueError(
+            f"dt={h:g} is too large for burgers sample {start + worst}: dt * max|u0| * "
+            f"min(kappa_max, max|u0|/nu) = {cfl[worst]:.3g} > 1; pass dt <= {safe:.3g}"
+        )
+    with _bar(steps, "burgers", progress, unit="step") as bar:
+        try:
+            uT = _burgers_solve(u0, nu, t_final, steps, bar=bar)
+        except _BlowUp as err:
+            bad = [start + int(r) for r in err.rows]
+            raise RuntimeError(
+                f"burgers samples {bad} became NaN or infinite by step {err.step} of {steps} "
+                f"(t = {err.step * h:g}, dt = {h:g}, nu = {nu:g}, n = {n}); pass a smaller dt"
+            ) from None
+    parameters = {
+        "n": n,
+        "samples": samples,
+        "seed": seed,
+        "start": start,
+        "nu": nu,
+        "t_final": t_final,
+        "dt": h,
+        "steps": steps,
+        "sigma": sigma,
+        "tau": tau,
+        "alpha": alpha,
+        "equation": "u_t + (u^2/2)_x = nu u_xx on the periodic interval [0, 1)",
+        "discretisation": "Fourier pseudo-spectral (2/3 rule), ETDRK4 (Kassam-Trefethen contour)",
+        "advective_cfl_max": float(cfl.max()),
+    }
+    return OperatorData(
+        u0[:, None], uT[:, None], {"x": np.arange(n) / n}, "burgers", parameters, "node"
+    )

@@ -1,0 +1,130 @@
+"""The data record every generator returns, and the argument checks they share."""
+
+from __future__ import annotations
+
+import math
+import numbers
+import sys
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+from tqdm.auto import tqdm
+
+__all__ = ["OperatorData"]
+
+
+# --------------------------------------------------------------------------- the data record
+@dataclass
+class OperatorData:
+    """Input/output pairs of a solution operator on a grid, and how they were made.
+
+    Attributes
+    ----------
+    inputs : numpy.ndarray
+        ``(N, C_in, *grid)`` float64: the inputs of ``N`` samples (coefficient, source, initial
+        condition, ...).
+    outputs : numpy.ndarray
+        ``(N, C_out, *grid)`` float64: the solutions.
+    coordinates : dict of str to numpy.ndarray
+        Axis name (``"x"``, ``"y"``) to the 1-D coordinates along that axis of the grid, in the
+        order of the array axes.
+    pde : str
+        The generator's name (``"darcy"``, ``"burgers"``, ``"poisson"``).
+    parameters : dict
+        Every argument of the generator (seed, solver, tolerance, ...), derived settings (the
+        time step used, ...) and statistics measured on the samples, whose keys end in
+        ``_max`` or ``_mean`` (solver iterations, ...). Values are numbers, strings or lists of
+        them (JSON-serialisable).
+    grid_kind : {"cell", "node"}
+        ``"cell"``: values at cell centres (finite volumes); ``"node"``: at grid nodes.
+    """
+
+    inputs: np.ndarray
+    outputs: np.ndarray
+    coordinates: dict[str, np.ndarray]
+    pde: str
+    parameters: dict[str, Any] = field(default_factory=dict)
+    grid_kind: str = "cell"
+
+    def __post_init__(self) -> None:
+        if self.grid_kind not in ("cell", "node"):
+            raise ValueError(f"grid_kind must be 'cell' or 'node', got {self.grid_kind!r}")
+        for name in ("inputs", "outputs"):
+            arr = getattr(self, name)
+            if not isinstance(arr, np.ndarray) or arr.ndim < 3:
+                raise ValueError(
+                    f"{name} must be a numpy array of shape (samples, channels, *grid), got "
+                    f"{getattr(arr, 'shape', type(arr).__name__)}"
+                )
+        grid = self.inputs.shape[2:]
+        if self.outputs.shape[0] != self.inputs.shape[0] or self.outputs.shape[2:] != grid:
+            raise ValueError(
+                f"inputs {self.inputs.shape} and outputs {self.outputs.shape} must have the same "
+                "number of samples and the same grid"
+            )
+        sizes = tuple(len(c) for c in self.coordinates.values())
+        if sizes != grid:
+            raise ValueError(
+                f"coordinates have lengths {sizes} but the grid is {grid}: give one 1-D array "
+                "per grid axis"
+            )
+
+    @property
+    def samples(self) -> int:
+        """Number of samples ``N``."""
+        return int(self.inputs.shape[0])
+
+    def __len__(self) -> int:
+        return self.samples
+
+
+# --------------------------------------------------------------------------- argument checks
+def _int(name: str, value: Any, minimum: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+        raise TypeError(f"{name} must be an integer, got {type(value).__name__} {value!r}")
+    if value < minimum:
+        raise ValueError(f"{name} must be >= {minimum}, got {value}")
+    return int(value)
+
+
+def _float(name: str, value: Any, *, positive: bool = True) -> float:
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise TypeError(f"{name} must be a real number, got {type(value).__name__} {value!r}")
+    v = float(value)
+    if not math.isfinite(v) or (v <= 0 if positive else v < 0):
+        kind = "positive" if positive else "non-negative"
+        raise ValueError(f"{name} must be a finite {kind} number, got {value!r}")
+    return v
+
+
+def _method(method: Any) -> str:
+    if not isinstance(method, str):
+        raise TypeError(f"method must be a method name (str), got {type(method).__name__}")
+    return method
+
+
+def _show(progress: bool | None) -> bool:
+    if progress is None:
+        return bool(getattr(sys.stderr, "isatty", lambda: False)())
+    if not isinstance(progress, bool):
+        raise TypeError(f"progress must be True, False or None, got {progress!r}")
+    return progress
+
+
+def _bar(total: int, desc: str, progress: bool | None, unit: str = "sample") -> Any:
+    return tqdm(total=total, desc=desc, unit=unit, disable=not _show(progress), file=sys.stderr)
+
+
+def _cell_centres(n: int) -> np.ndarray:
+    return (np.arange(n) + 0.5) / n
+
+
+def _sampling(samples: Any, seed: Any, start: Any) -> tuple[int, int, int]:
+    """Checked ``samples`` (>= 1), ``seed`` (>= 0) and ``start`` (>= 0)."""
+    return _int("samples", samples, 1), _int("seed", seed, 0), _int("start", start, 0)
+
+
+def _covariance(tau: Any, alpha: Any) -> tuple[float, float]:
+    """Checked covariance parameters of a Gaussian random field: ``tau >= 0``, ``alpha > 0``."""
+    return _float("tau", tau, positive=False), _float("alpha", alpha)
