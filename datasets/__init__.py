@@ -13,7 +13,8 @@ from .gallery import (
     obstacle_spheres,
     poisson,
 )
-from .hdf5 import DatasetWriter, describe, format_description, write_dataset
+from .hdf5 import describe, format_description
+from .hdf5_writer import DatasetWriter, write_dataset
 from .io import (
     LinearSystem,
     load_problem,

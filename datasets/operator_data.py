@@ -38,7 +38,8 @@ from torch.utils.data import Dataset
 
 from neuralsolve.errors import NonFiniteError
 
-from .hdf5 import AXES, _detect, _existing, _open, _read_rows, _strides, _subsample
+from .hdf5 import AXES, _detect, _existing, _open, _read_rows
+from .subsampling import _strides, _subsample
 
 __all__ = ["H5Dataset", "Normalizer", "split_indices"]
 

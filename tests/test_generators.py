@@ -15,7 +15,6 @@ import scipy.fft
 import scipy.sparse as sp
 import scipy.sparse.linalg as spla
 
-from neuralsolve.datasets.generators import burgers_data as gen
 from neuralsolve.datasets.generators import (
     GENERATORS,
     OperatorData,
@@ -26,6 +25,7 @@ from neuralsolve.datasets.generators import (
     generate,
     poisson,
 )
+from neuralsolve.datasets.generators import burgers_data as gen
 
 
 def fv_matrix(a: np.ndarray) -> sp.csr_array:

@@ -14,15 +14,11 @@ import pytest
 import torch
 from torch.utils.data import DataLoader
 
-from neuralsolve.datasets.hdf5 import (
-    DatasetWriter,
-    describe,
-    format_description,
-    reachable_resolutions,
-    write_dataset,
-)
+from neuralsolve.datasets.hdf5 import describe, format_description
+from neuralsolve.datasets.hdf5_writer import DatasetWriter, write_dataset
 from neuralsolve.datasets.io import write_system
 from neuralsolve.datasets.operator_data import H5Dataset, Normalizer, split_indices
+from neuralsolve.datasets.subsampling import reachable_resolutions
 from neuralsolve.errors import DataFormatError, NonFiniteError
 
 

@@ -22,7 +22,7 @@ inputs are then identical bit for bit; the outputs agree to the solver's toleran
 kernels may round differently from one run to the next).
 
 :data:`GENERATORS` names the generators; :func:`generate` runs one by name, in memory or into an
-HDF5 file (:class:`neuralsolve.datasets.hdf5.DatasetWriter`) in chunks.
+HDF5 file (:class:`neuralsolve.datasets.hdf5_writer.DatasetWriter`) in chunks.
 
 References
 ----------
@@ -101,7 +101,7 @@ def generate(
         Without it, the generator is called once and its :class:`OperatorData` returned. With
         it, the samples are made ``chunk`` at a time (samples ``start + j * chunk ...``; each
         depends only on the seed and its index, so the file holds the same samples as one
-        call) and written with :class:`neuralsolve.datasets.hdf5.DatasetWriter`, so a large
+        call) and written with :class:`neuralsolve.datasets.hdf5_writer.DatasetWriter`, so a large
         dataset never sits in memory. The file is written atomically: if a chunk fails, no
         file is left. Its ``parameters`` attribute holds the generator's arguments (with the
         whole file's ``samples`` and ``start``); the statistics measured per chunk (keys ending
@@ -156,7 +156,7 @@ def generate(
     start = _int("start", options.pop("start", 0), 0)
     progress = options.pop("progress", None)
     show = _show(progress)
-    from ..hdf5 import DatasetWriter
+    from ..hdf5_writer import DatasetWriter
 
     path = Path(out)
     first = func(samples=min(chunk, samples), start=start, progress=False, **options)
