@@ -154,7 +154,7 @@ def _cmd_train_dcdm(args: argparse.Namespace) -> int:
             return
         parts = [
             f"{name}: dcdm {scores[f'dcdm_iters/{name}']:.1f} vs cg {scores[f'cg_iters/{name}']:.1f}"
-            for name in data_config.names
+            for name in dict.fromkeys(data_config.names)
             if f"dcdm_iters/{name}" in scores
         ]
         print(

@@ -71,7 +71,8 @@ class DCDMDataConfig:
         A named gallery problem with a grid (``"obstacle3d"``, ``"poisson3d"``, ``"obstacle2d"``,
         ...; see ``neuralsolve.datasets.available_problems()``), or several of the same
         dimension separated by commas (``"obstacle3d,poisson3d"``): geometry ``g`` is then of
-        problem ``g mod P``, so one model learns every boundary-condition type in the mix.
+        problem ``g mod P``, so one model learns every boundary-condition type in the mix. A name
+        listed twice gets twice the geometries (``"obstacle3d,obstacle3d,poisson3d"``).
     n : int
         Cells per axis.
     geometries : int
@@ -316,7 +317,7 @@ def evaluate_iterations(
 
     from .registry import solve
 
-    names = problem_names(problem)
+    names = tuple(dict.fromkeys(problem_names(problem)))  # a weighted mix lists a name twice
     dcdm: dict[str, list[int]] = {name: [] for name in names}
     cg: dict[str, list[int]] = {name: [] for name in names}
     ok = 0

@@ -427,6 +427,15 @@ def test_mixed_problem_data_alternates_geometries_and_evaluates_each(
         DCDMDataConfig(problem="obstacle2d,nope")
 
 
+def test_a_name_listed_twice_weights_the_mix_and_is_evaluated_once() -> None:
+    cfg = DCDMDataConfig(problem="obstacle2d,obstacle2d,poisson2d", n=12, geometries=6)
+    assert cfg.geometry_names() == ["obstacle2d", "obstacle2d", "poisson2d"] * 2
+    net = DCDMNet(dim=2, channels=4)
+    weighted = evaluate_iterations(net, cfg.problem, 12, [1000], rtol=1e-4, max_iters=200)
+    plain = evaluate_iterations(net, "obstacle2d,poisson2d", 12, [1000], rtol=1e-4, max_iters=200)
+    assert weighted == plain  # each held-out problem solved once, averaged with equal weight
+
+
 # --------------------------------------------------------------------------- models and CLI
 def test_cli_trains_resumes_exports_and_the_model_loads(tmp_path: Path) -> None:
     from neuralsolve.cli import main
