@@ -35,6 +35,13 @@ def _as_array(v: Any, name: str) -> np.ndarray:
     return v
 
 
+def _check_same_count(x: np.ndarray, y: np.ndarray) -> None:
+    if x.shape[0] != y.shape[0]:
+        raise ValueError(
+            f"inputs hold {x.shape[0]} samples but outputs {y.shape[0]}: pass the same count"
+        )
+
+
 def _shape_arg(shape: Sequence[int], name: str) -> tuple[int, ...]:
     try:
         out = tuple(operator.index(s) for s in shape)
@@ -268,10 +275,7 @@ class DatasetWriter(AbstractContextManager["DatasetWriter"]):
                     f"{name} has shape {a.shape}, expected (k, {', '.join(map(str, shape))}): a "
                     f"block of k samples of shape {shape}; for one sample pass {name}[None]"
                 )
-        if x.shape[0] != y.shape[0]:
-            raise ValueError(
-                f"inputs hold {x.shape[0]} samples but outputs {y.shape[0]}: pass the same count"
-            )
+        _check_same_count(x, y)
         k = x.shape[0]
         try:
             start = operator.index(start)
@@ -371,10 +375,7 @@ def write_dataset(
                 f"{name} has shape {a.shape}, expected (N, C, *grid) with at least one grid "
                 f"axis: for one channel add the axis with {name}[:, None]"
             )
-    if x.shape[0] != y.shape[0]:
-        raise ValueError(
-            f"inputs hold {x.shape[0]} samples but outputs {y.shape[0]}: pass the same count"
-        )
+    _check_same_count(x, y)
     if dtype is None:
         dtype = np.float64 if np.float64 in (x.dtype, y.dtype) else np.float32
     with DatasetWriter(
