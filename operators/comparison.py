@@ -225,6 +225,12 @@ def run_comparison(
     from neuralsolve.datasets.generators import generate
     from neuralsolve.optim import TrainerConfig
 
+    if args.models:
+        wanted = args.models.split(",")
+        unknown = sorted(set(wanted) - set(specs))
+        if unknown:
+            raise SystemExit(f"unknown model(s) {unknown}; available: {', '.join(specs)}")
+        specs = {k: v for k, v in specs.items() if k in wanted}
     torch.set_num_threads(args.threads)
     out = Path(args.out)
     samples = args.train + args.test
@@ -241,12 +247,6 @@ def run_comparison(
         schedule="cosine", epochs=args.epochs, batch_size=10 if quick_run() else 20, seed=0,
         progress=None, log_every=10,
     )  # fmt: skip
-    if args.models:
-        wanted = args.models.split(",")
-        unknown = sorted(set(wanted) - set(specs))
-        if unknown:
-            raise SystemExit(f"unknown model(s) {unknown}; available: {', '.join(specs)}")
-        specs = {k: v for k, v in specs.items() if k in wanted}
     rows = compare_operators(specs, train, test, config, eval_data=eval_data)
     meta = {"problem": title, "train": args.train, "test": args.test, "epochs": args.epochs,
             "trainer": dict(vars(config))}  # fmt: skip
@@ -254,7 +254,8 @@ def run_comparison(
     write_report(out / f"{stem}.json", rows, meta)
     plot_comparison(out / f"{stem}.png", rows, title)
     table = format_table(rows, extra=[f"rel_l2_{k}" for k in eval_data])
-    (out / f"{stem}.md").write_text(table + "\n")
+    with atomic_path(out / f"{stem}.md") as tmp:
+        tmp.write_text(table + "\n")
     print(table)
     by = {r["label"]: r for r in rows}
     if {"fno", "neuralop-fno"} <= by.keys():
