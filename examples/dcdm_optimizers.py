@@ -55,6 +55,9 @@ def main() -> None:
     parser.add_argument("--n", type=int, default=16 if QUICK else 64)
     parser.add_argument("--out", default="bench-out/dcdm")
     args = parser.parse_args()
+    unknown = sorted(set(args.networks.split(",")) - set(NETWORKS))
+    if unknown:
+        parser.error(f"unknown network(s) {unknown}; available: {', '.join(NETWORKS)}")
     torch.set_num_threads(2)
     out = Path(args.out)
     data_config = DCDMDataConfig(

@@ -98,6 +98,7 @@ def _cmd_train_dcdm(args: argparse.Namespace) -> int:
         export_model,
         generate_rhs,
         load_rhs,
+        problem_names,
         train_dcdm,
     )
 
@@ -154,7 +155,7 @@ def _cmd_train_dcdm(args: argparse.Namespace) -> int:
             return
         parts = [
             f"{name}: dcdm {scores[f'dcdm_iters/{name}']:.1f} vs cg {scores[f'cg_iters/{name}']:.1f}"
-            for name in dict.fromkeys(data_config.names)
+            for name in problem_names(data_config.problem, distinct=True)
             if f"dcdm_iters/{name}" in scores
         ]
         print(

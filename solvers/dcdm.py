@@ -230,8 +230,7 @@ class DCDM:
             or self.directions < 1
         ):
             raise ValueError(f"directions must be a positive integer, got {self.directions!r}")
-        if not 0.0 <= self.fallback_cos < 1.0:
-            raise ValueError(f"fallback_cos must be in [0, 1), got {self.fallback_cos!r}")
+        check_fallback_cos(self.fallback_cos)
         if not isinstance(self.true_residual_every, int) or self.true_residual_every < 1:
             raise ValueError(
                 f"true_residual_every must be a positive integer, got {self.true_residual_every!r}"
@@ -357,6 +356,12 @@ class DCDM:
                 tracker.stop_all(Status.CALLBACK_STOP)
 
 
+def check_fallback_cos(value: float) -> None:
+    """``fallback_cos`` must lie in ``[0, 1)`` (0: never fall back)."""
+    if not 0.0 <= value < 1.0:
+        raise ValueError(f"fallback_cos must be in [0, 1), got {value!r}")
+
+
 def replace_weak_directions(
     Q: torch.Tensor, R: torch.Tensor, fallback_cos: float, finite: torch.Tensor | None = None
 ) -> torch.Tensor:
@@ -427,8 +432,7 @@ class FlexibleDCDM(FlexibleCG):
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        if not 0.0 <= self.fallback_cos < 1.0:
-            raise ValueError(f"fallback_cos must be in [0, 1), got {self.fallback_cos!r}")
+        check_fallback_cos(self.fallback_cos)
 
     @property
     def label(self) -> str:

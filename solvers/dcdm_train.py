@@ -55,10 +55,12 @@ __all__ = [
 DATA_VERSION = 1
 
 
-def problem_names(problem: str) -> tuple[str, ...]:
+def problem_names(problem: str, *, distinct: bool = False) -> tuple[str, ...]:
     """``"obstacle3d, poisson3d"`` -> ``("obstacle3d", "poisson3d")``: the gallery problems of a
-    mix, as :class:`DCDMDataConfig` and :func:`evaluate_iterations` read them."""
-    return tuple(name.strip() for name in problem.split(","))
+    mix, as :class:`DCDMDataConfig` and :func:`evaluate_iterations` read them. A weighted mix
+    lists a name more than once; ``distinct=True`` keeps its first occurrence only."""
+    names = tuple(name.strip() for name in problem.split(","))
+    return tuple(dict.fromkeys(names)) if distinct else names
 
 
 @dataclass(frozen=True)
@@ -317,7 +319,7 @@ def evaluate_iterations(
 
     from .registry import solve
 
-    names = tuple(dict.fromkeys(problem_names(problem)))  # a weighted mix lists a name twice
+    names = problem_names(problem, distinct=True)
     dcdm: dict[str, list[int]] = {name: [] for name in names}
     cg: dict[str, list[int]] = {name: [] for name in names}
     ok = 0

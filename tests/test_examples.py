@@ -24,3 +24,15 @@ def test_example_runs(script: Path) -> None:
 
 def test_there_are_examples() -> None:
     assert len(EXAMPLES) >= 4
+
+
+def test_dcdm_optimizers_refuses_an_unknown_network() -> None:
+    script = next(p for p in EXAMPLES if p.stem == "dcdm_optimizers")
+    result = subprocess.run(
+        [sys.executable, str(script), "--networks", "unet,cnn"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 2
+    assert "unknown network(s) ['cnn']; available: unet, paper" in result.stderr
