@@ -199,6 +199,9 @@ def comparison_parser(doc: str, *, n: int, quick_n: int, epochs: int) -> argpars
     parser.add_argument(
         "--epochs", type=int, default=2 if quick else epochs, help="same for every model"
     )
+    parser.add_argument(
+        "--lr", type=float, default=1e-3, help="AdamW learning rate, the same for every model"
+    )
     parser.add_argument("--threads", type=int, default=2, help="torch.set_num_threads")
     parser.add_argument(
         "--out", default="bench-out/operators", help="output folder (data cached there)"
@@ -216,8 +219,8 @@ def run_comparison(
     half_grid: bool = False,
 ) -> list[dict[str, Any]]:
     """Generate (or reuse) ``problem``'s data with the project's generator, train every model
-    of ``specs`` with the benchmarks' shared budget (AdamW, lr 1e-3, weight decay 1e-4, cosine,
-    batch 20, seed 0), and write ``operators_<problem>.json`` / ``.png`` / ``.md`` to
+    of ``specs`` with the benchmarks' shared budget (AdamW, lr ``args.lr`` (default 1e-3), weight
+    decay 1e-4, cosine, batch 20, seed 0), and write ``operators_<problem>.json`` / ``.png`` / ``.md`` to
     ``args.out``. ``half_grid`` also scores each model on the test set sub-sampled to half the
     grid. Prints the table and the target ratios (our FNO / neuraloperator's, LSM / FNO,
     T1 / FNO), and fails if a model learned nothing (test error >= 1)."""
@@ -243,7 +246,7 @@ def run_comparison(
     if half_grid:
         eval_data["half_grid"] = H5Dataset(data, range(args.train, samples), resolution=args.n // 2)
     config = TrainerConfig(
-        optimizer="adamw", optimizer_options={"weight_decay": 1e-4}, lr=1e-3,
+        optimizer="adamw", optimizer_options={"weight_decay": 1e-4}, lr=args.lr,
         schedule="cosine", epochs=args.epochs, batch_size=10 if quick_run() else 20, seed=0,
         progress=None, log_every=10,
     )  # fmt: skip
@@ -251,6 +254,8 @@ def run_comparison(
     meta = {"problem": title, "train": args.train, "test": args.test, "epochs": args.epochs,
             "trainer": dict(vars(config))}  # fmt: skip
     stem = f"operators_{problem}" + (f"_{args.models.replace(',', '_')}" if args.models else "")
+    if args.lr != 1e-3:
+        stem += f"_lr{args.lr:g}"
     write_report(out / f"{stem}.json", rows, meta)
     plot_comparison(out / f"{stem}.png", rows, title)
     table = format_table(rows, extra=[f"rel_l2_{k}" for k in eval_data])

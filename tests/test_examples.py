@@ -36,3 +36,20 @@ def test_dcdm_optimizers_refuses_an_unknown_network() -> None:
     )
     assert result.returncode == 2
     assert "unknown network(s) ['cnn']; available: unet, paper" in result.stderr
+
+
+def test_operator_benchmark_takes_the_learning_rate(tmp_path: Path) -> None:
+    """`--lr` reaches every model's trainer and names the output files (a run at another lr
+    must not overwrite the default one's)."""
+    import json
+
+    script = next(p for p in EXAMPLES if p.stem == "operators_darcy")
+    env = {**os.environ, "NEURALSOLVE_QUICK": "1"}
+    result = subprocess.run(
+        [sys.executable, str(script), "--models", "t1", "--lr", "3e-3", "--out", str(tmp_path)],
+        capture_output=True, text=True, env=env, timeout=300,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stdout + result.stderr
+    report = json.loads((tmp_path / "operators_darcy_t1_lr0.003.json").read_text())
+    assert report["meta"]["trainer"]["lr"] == 3e-3
+    assert [r["label"] for r in report["results"]] == ["t1"]
