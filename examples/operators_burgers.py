@@ -17,7 +17,8 @@ def models(n: int) -> dict:
     specs = {
         "fno": ("fno", {"modes": 16, "width": 64, "layers": 4}),
         "deeponet": ("deeponet", {"width": 128, "basis": 128, "trunk_features": 4}),
-        "lsm": ("lsm", {"width": 32, "patch": max(1, n // 64)}),
+        # circular convolutions: the problem is periodic (zero padding: 0.17 rel. L2, 20 epochs)
+        "lsm": ("lsm", {"width": 32, "patch": max(1, n // 64), "periodic": True}),
         "t1": ("t1", {"transform": "fft", "modes": min(16, n // 2), "width": 64, "layers": 4}),
     }
     try:

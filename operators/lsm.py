@@ -74,6 +74,10 @@ class LSMConfig(OperatorConfig):
     projection : int
         Hidden width of the output MLP.
     norm : {"batch", "instance"}
+    periodic : bool
+        The grid is periodic (e.g. Burgers on the unit circle): convolutions pad circularly, so
+        information crosses the boundary as it does in the PDE, and the grid must be a multiple
+        of ``patch * 2**(levels - 1)`` per axis (zero-padding it would break the period).
     """
 
     width: int = 32
@@ -84,6 +88,7 @@ class LSMConfig(OperatorConfig):
     basis: int = 12
     projection: int = 128
     norm: str = "batch"
+    periodic: bool = False
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -92,6 +97,8 @@ class LSMConfig(OperatorConfig):
             _positive_int(self, name)
         if self.width % self.heads:
             raise ValueError(f"heads ({self.heads}) must divide width ({self.width})")
+        if not isinstance(self.periodic, bool):
+            raise ValueError(f"periodic must be True or False, got {self.periodic!r}")
         if self.norm not in ("batch", "instance"):
             raise ValueError(f"norm must be 'batch' or 'instance', got {self.norm!r}")
 
@@ -104,12 +111,13 @@ class LSMConfig(OperatorConfig):
         return chans
 
 
-def _double_conv(cin: int, cout: int, dim: int, norm: str) -> nn.Sequential:
+def _double_conv(cin: int, cout: int, dim: int, norm: str, periodic: bool) -> nn.Sequential:
     Norm = _BATCH[dim] if norm == "batch" else _INSTANCE[dim]
+    mode = "circular" if periodic else "zeros"
     layers: list[nn.Module] = []
     for c in (cin, cout):
         layers += [
-            _CONV[dim](c, cout, 3, padding=1, bias=False),
+            _CONV[dim](c, cout, 3, padding=1, bias=False, padding_mode=mode),
             Norm(cout, affine=True) if norm == "instance" else Norm(cout),
             nn.ReLU(inplace=True),
         ]
@@ -196,9 +204,11 @@ class LSM(nn.Module):
         self.config = c = config
         chans = c.channels
         self.lift = Pointwise(c.in_channels + c.dim, c.width)
-        self.down = nn.ModuleList([_double_conv(c.width, chans[0], c.dim, c.norm)])
+        self.down = nn.ModuleList([_double_conv(c.width, chans[0], c.dim, c.norm, c.periodic)])
         for level in range(1, c.levels):
-            self.down.append(_double_conv(chans[level - 1], chans[level], c.dim, c.norm))
+            self.down.append(
+                _double_conv(chans[level - 1], chans[level], c.dim, c.norm, c.periodic)
+            )
         self.pool = _POOL[c.dim](2)
         for ch in chans:
             if ch % c.heads:
@@ -211,7 +221,7 @@ class LSM(nn.Module):
         below = chans[-1]
         for level in range(c.levels - 2, -1, -1):
             out = chans[level - 1] if level > 0 else chans[0]
-            self.up.append(_double_conv(below + chans[level], out, c.dim, c.norm))
+            self.up.append(_double_conv(below + chans[level], out, c.dim, c.norm, c.periodic))
             below = out
         self.head = nn.Sequential(
             Pointwise(chans[0], c.projection), activation("gelu"),
@@ -229,6 +239,11 @@ class LSM(nn.Module):
         grid = x.shape[2:]
         v = self.lift(with_coordinates(x))
         pads = [(-n) % m for n, m in zip(grid, self.multiple, strict=True)]
+        if any(pads) and c.periodic:
+            raise ValueError(
+                f"a periodic LSM needs a grid that is a multiple of {self.multiple} per axis "
+                f"(patch * 2**(levels - 1)), got {tuple(grid)}: change patch or levels"
+            )
         if any(pads):
             v = F.pad(v, [val for p in reversed(pads) for val in (0, p)])
         skips = []

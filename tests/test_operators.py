@@ -118,6 +118,28 @@ def test_deeponet_at_scattered_points_matches_the_grid() -> None:
         model(a, points=torch.rand(5, 3))
 
 
+@pytest.mark.parametrize("periodic", [False, True])
+def test_periodic_lsm_connects_the_two_ends(periodic: bool) -> None:
+    """With one level (no pooling), the first cell's output depends on the last cell's input
+    exactly when the convolutions pad circularly (the patch of 4 cells and the two 3-point
+    convolutions reach 2 + 2 cells, not across the grid otherwise)."""
+    torch.manual_seed(0)
+    model = create("lsm", dim=1, width=8, levels=1, patch=4, heads=2, periodic=periodic)
+    model.eval()  # batch norm with its running statistics: samples do not mix
+    x = torch.randn(2, 1, 16, requires_grad=True)
+    model(x)[:, :, 0].sum().backward()
+    reach = x.grad[0, 0].abs()
+    assert (float(reach[-1]) > 0) == periodic
+    assert float(reach[8:12].abs().sum()) == 0.0  # beyond both the patch and the convolutions
+
+
+def test_periodic_lsm_refuses_a_grid_it_would_have_to_pad() -> None:
+    model = create("lsm", dim=1, width=8, levels=3, patch=4, heads=2, periodic=True)
+    assert model(torch.randn(1, 1, 32)).shape == (1, 1, 32)
+    with pytest.raises(ValueError, match=r"multiple of \(16,\) per axis"):
+        model(torch.randn(1, 1, 40))
+
+
 def test_lsm_patches_are_contiguous_blocks() -> None:
     x = torch.arange(2 * 3 * 8 * 12, dtype=torch.float64).view(2, 3, 8, 12)
     patches, counts = _patchify(x, (4, 3))
