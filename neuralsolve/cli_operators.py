@@ -292,13 +292,12 @@ def _cmd_train_operator(args: argparse.Namespace) -> int:
     )
     import torch.distributed as dist
 
+    from neuralsolve.optim import close_distributed
+
     if dist.is_initialized():
-        # Close the group on every rank together before rank 0 evaluates alone: a rank that
-        # exited (and tore down its gloo pairs) while the other still held the group aborted
-        # now and then with "terminate called without an active exception".
+        # every rank closes the group together before rank 0 evaluates alone
         rank = dist.get_rank()
-        dist.barrier()
-        dist.destroy_process_group()
+        close_distributed()
         if rank != 0:
             return 0
     report = evaluate(out / "best.pt", test, batch_size=args.batch_size, device=args.device)

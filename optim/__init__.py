@@ -6,7 +6,8 @@
 * :mod:`neuralsolve.optim.curvature`: Hessian / GGN / Fisher operators, Hutchinson, Lanczos, SLQ;
 * :mod:`neuralsolve.optim.schedules`: warm-up + linear decay (default), cosine, WSD, constant;
 * :class:`Trainer` / :class:`TrainerConfig`: the training loop (progress, JSONL metrics, atomic
-  checkpoints, exact resume, DDP under torchrun).
+  checkpoints, exact resume, DDP under torchrun; :func:`close_distributed` ends a DDP run on
+  every rank together, and runs at exit when the Trainer opened the process group).
 """
 
 from . import curvature, schedules
@@ -18,7 +19,7 @@ from .mfac import MFAC
 from .muon import Muon, newton_schulz
 from .registry import OPTIMIZERS, available, create
 from .schedules import make_schedule
-from .trainer import Trainer, TrainerConfig, TrainResult
+from .trainer import Trainer, TrainerConfig, TrainResult, close_distributed
 
 __all__ = [
     "LBFGS",
@@ -34,6 +35,7 @@ __all__ = [
     "Trainer",
     "TrainerConfig",
     "available",
+    "close_distributed",
     "create",
     "curvature",
     "dct_matrix",

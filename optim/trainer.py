@@ -25,6 +25,7 @@ What the loop guarantees:
 from __future__ import annotations
 
 import atexit
+import gc
 import json
 import math
 import os
@@ -47,7 +48,7 @@ from neuralsolve.linop import check_dtype, torch_dtype
 from .registry import OPTIMIZERS, create
 from .schedules import SCHEDULES, make_schedule
 
-__all__ = ["TrainResult", "Trainer", "TrainerConfig"]
+__all__ = ["TrainResult", "Trainer", "TrainerConfig", "close_distributed"]
 
 LossFn = Callable[[torch.nn.Module, Any], torch.Tensor]
 
@@ -298,7 +299,7 @@ class Trainer:
             dist.init_process_group(backend="nccl" if torch.cuda.is_available() else "gloo")
             # The group we created is ours to close: leaving it to interpreter teardown aborted
             # ranks now and then ("terminate called without an active exception").
-            atexit.register(_destroy_process_group)
+            atexit.register(close_distributed)
         return dist.get_world_size(), dist.get_rank()
 
     @property
@@ -588,9 +589,23 @@ def _cast(model: torch.nn.Module, dtype: torch.dtype) -> torch.nn.Module:
     return model._apply(convert)
 
 
-def _destroy_process_group() -> None:
+def close_distributed() -> None:
+    """Close the default process group on every rank together (a collective call: each rank
+    must make it). Safe to call when none is open.
+
+    The barrier keeps a rank from closing its connections while another still finishes; the
+    garbage collection frees the group's last references (a data-parallel wrapper held in a
+    reference cycle) while the interpreter is still alive. Left to interpreter teardown, a
+    gloo worker thread could release a finished collective's tensors after Python was shut
+    down and abort the rank ("terminate called without an active exception": about 1 launch
+    in 12-40 of the 2-process test; 0 in 60 with this).
+    """
     if dist.is_initialized():
-        dist.destroy_process_group()
+        try:
+            dist.barrier()
+        finally:
+            dist.destroy_process_group()
+            gc.collect()
 
 
 def _append_metrics(path: Path, record: dict[str, Any]) -> None:
