@@ -140,7 +140,9 @@ class _BatchedMatmul(torch.autograd.Function):
     On a CPU, ``bmm`` over many small matrices (here one per kept mode) runs one GEMM per batch
     item; handed a strided gradient (what a permuted view passes back) it copies every item
     first, which made T1's backward 3-5x slower than its forward. The backward is written with
-    differentiable operations, so second derivatives (AdaHessian, Sophia-H) still work.
+    differentiable operations, so second derivatives (AdaHessian, Sophia-H) still work. Under
+    autocast the forward product runs in the lower precision; the backward products then run in
+    the gradient's dtype as well, and return gradients in the inputs' dtypes.
     """
 
     @staticmethod
@@ -152,8 +154,11 @@ class _BatchedMatmul(torch.autograd.Function):
     def backward(ctx: Any, grad: torch.Tensor) -> tuple[torch.Tensor | None, ...]:
         a, b = ctx.saved_tensors
         grad = grad.contiguous()
-        grad_a = torch.bmm(grad, b.mT) if ctx.needs_input_grad[0] else None
-        grad_b = torch.bmm(a.mT, grad) if ctx.needs_input_grad[1] else None
+        grad_a = grad_b = None
+        if ctx.needs_input_grad[0]:
+            grad_a = torch.bmm(grad, b.mT.to(grad.dtype)).to(a.dtype)
+        if ctx.needs_input_grad[1]:
+            grad_b = torch.bmm(a.mT.to(grad.dtype), grad).to(b.dtype)
         return grad_a, grad_b
 
 
@@ -271,6 +276,8 @@ class T1(nn.Module):
                 U = torch.movedim(torch.movedim(U, 2 + a, -1) @ (T * n), -1, 2 + a)
             return U
         c = U.shape[1] // 2
+        if U.dtype not in (torch.float32, torch.float64):  # autocast: no bf16/half complex FFT
+            U = U.float()
         spectrum = torch.complex(U[:, :c], U[:, c:])
         full = [*list(grid[:-1]), grid[-1] // 2 + 1]
         out = spectrum.new_zeros((U.shape[0], c, *full))

@@ -260,6 +260,19 @@ def test_t1_has_second_derivatives() -> None:
     assert torch.autograd.gradgradcheck(model, (x,))
 
 
+@pytest.mark.parametrize("transform", ["dct", "fft"])
+def test_t1_trains_under_autocast(transform: str) -> None:
+    """Mixed precision (the Trainer's bf16 autocast; here on the CPU): the hand-written
+    backwards take a low-precision gradient and return gradients in the weights' dtype."""
+    torch.manual_seed(0)
+    model = create("t1", transform=transform, modes=6, width=8, layers=2, resolution=16)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        out = model(torch.randn(2, 1, 16, 16))
+    out.float().square().mean().backward()
+    assert all(p.grad is not None and p.grad.dtype == torch.float32 for p in model.parameters())
+    assert all(bool(torch.isfinite(p.grad).all()) for p in model.parameters())
+
+
 def test_spectral_loss_equals_the_physical_loss() -> None:
     """Parseval: the relative L2 error computed on DCT coefficients is the physical one."""
     torch.manual_seed(0)
