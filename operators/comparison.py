@@ -36,6 +36,8 @@ __all__ = [
     "write_report",
 ]
 
+DEFAULT_LR = 1e-3  # the benchmarks' shared learning rate (``--lr``)
+
 ModelSpec = tuple[str, Mapping[str, Any]] | Callable[[], nn.Module]
 
 
@@ -184,6 +186,13 @@ def quick_run() -> bool:
     return bool(os.environ.get("NEURALSOLVE_QUICK"))
 
 
+def _positive_float(text: str) -> float:
+    value = float(text)
+    if not 0.0 < value < float("inf"):
+        raise argparse.ArgumentTypeError(f"must be a positive number, got {text!r}")
+    return value
+
+
 def comparison_parser(doc: str, *, n: int, quick_n: int, epochs: int) -> argparse.ArgumentParser:
     """The command line of an operator benchmark: grid, sample counts, epochs, threads, output
     folder and a model subset; the defaults shrink under ``NEURALSOLVE_QUICK=1``."""
@@ -200,8 +209,9 @@ def comparison_parser(doc: str, *, n: int, quick_n: int, epochs: int) -> argpars
         "--epochs", type=int, default=2 if quick else epochs, help="same for every model"
     )
     parser.add_argument(
-        "--lr", type=float, default=1e-3, help="AdamW learning rate, the same for every model"
-    )
+        "--lr", type=_positive_float, default=DEFAULT_LR,
+        help="AdamW learning rate, the same for every model",
+    )  # fmt: skip
     parser.add_argument("--threads", type=int, default=2, help="torch.set_num_threads")
     parser.add_argument(
         "--out", default="bench-out/operators", help="output folder (data cached there)"
@@ -254,7 +264,7 @@ def run_comparison(
     meta = {"problem": title, "train": args.train, "test": args.test, "epochs": args.epochs,
             "trainer": dict(vars(config))}  # fmt: skip
     stem = f"operators_{problem}" + (f"_{args.models.replace(',', '_')}" if args.models else "")
-    if args.lr != 1e-3:
+    if args.lr != DEFAULT_LR:
         stem += f"_lr{args.lr:g}"
     write_report(out / f"{stem}.json", rows, meta)
     plot_comparison(out / f"{stem}.png", rows, title)

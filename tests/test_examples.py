@@ -53,3 +53,12 @@ def test_operator_benchmark_takes_the_learning_rate(tmp_path: Path) -> None:
     report = json.loads((tmp_path / "operators_darcy_t1_lr0.003.json").read_text())
     assert report["meta"]["trainer"]["lr"] == 3e-3
     assert [r["label"] for r in report["results"]] == ["t1"]
+
+
+def test_operator_benchmark_refuses_a_bad_learning_rate() -> None:
+    script = next(p for p in EXAMPLES if p.stem == "operators_darcy")
+    result = subprocess.run(
+        [sys.executable, str(script), "--lr", "-1"], capture_output=True, text=True, timeout=120
+    )
+    assert result.returncode == 2
+    assert "argument --lr: must be a positive number, got '-1'" in result.stderr

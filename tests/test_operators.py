@@ -406,6 +406,8 @@ def test_bad_names_configs_and_inputs() -> None:
         create("lsm", width=12, heads=8)
     with pytest.raises(ValueError, match="transform must be 'dct' or 'fft'"):
         create("t1", transform="wavelet")
+    with pytest.raises(ValueError, match="periodic must be True or False, got 'yes'"):
+        create("lsm", periodic="yes")  # what `--set periodic=yes` would pass
     model = create("fno", **SMALL["fno"])
     with pytest.raises(
         ValueError, match=r"expects input of shape \(batch, 1, n, n\), got \(16, 16\)"
