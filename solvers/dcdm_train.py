@@ -304,7 +304,7 @@ def evaluate_iterations(
     *,
     rtol: float = 1e-4,
     max_iters: int = 300,
-    directions: int = 16,
+    directions: int = 64,
     device: Any = "cpu",
 ) -> dict[str, float]:
     """DCDM iterations (and CG's, for scale) on gallery problems with the given seeds.
@@ -350,7 +350,7 @@ def train_dcdm(
     *,
     net_config: DCDMNetConfig | None = None,
     eval_seeds: Sequence[int] | None = None,
-    eval_directions: int = 16,
+    eval_directions: int = 64,
     resume: bool = False,
     init: Any = None,
     callback: Callable[[dict[str, Any]], None] | None = None,
