@@ -467,6 +467,8 @@ def test_cli_trains_resumes_exports_and_the_model_loads(tmp_path: Path) -> None:
     assert main([*stage2, "--export", str(tmp_path / "m2.pt")]) == 0
     record2 = json.loads((tmp_path / "m2.json").read_text())
     assert "--init" in record2["command"] and "--n 24" in record2["command"]
+    # best.pt depends on the directions kept in the held-out evaluation: the command says them
+    assert "--eval-directions 64" in record2["command"]
     assert record2["summary"]["init_record"]["command"] == record["command"]
     prob = ns.datasets.make_problem("obstacle2d", 16, seed=7)
     res = ns.solve(prob.A, prob.b, method="dcdm", model=str(tmp_path / "m.pt"), rtol=1e-8)
