@@ -1,11 +1,13 @@
 """Which optimizer, and which network, trains DCDM best? The same data, steps and seed for every
 (optimizer, network) pair; reported: the final one-step loss (mean of the last 10% of steps),
-the held-out DCDM iterations to rtol 1e-4 (two unseen geometries, --eval-directions kept), seconds per
-training step, and the network's cost per call (multiply-adds per cell, and milliseconds on the
-held-out grid), so that iterations x cost per iteration decides between networks.
+the held-out DCDM iterations to rtol 1e-4 (two unseen geometries, --eval-directions kept),
+seconds per training step, and the network's cost per call (multiply-adds per cell, and
+milliseconds on the held-out grid), so that iterations x cost per iteration decides between
+networks.
 
 Run: python examples/dcdm_optimizers.py [--optimizers adam,muon] [--networks unet,paper]
-[--steps N] [--eval-directions K] [--out DIR] (NEURALSOLVE_QUICK=1 for a short smoke run). Writes dcdm_optimizers.json.
+[--steps N] [--eval-directions K] [--out DIR] (NEURALSOLVE_QUICK=1 for a short smoke run).
+Writes dcdm_optimizers.json.
 The problem is the 2-D obstacle problem at 64^2 (the paper's networks are 3-D at 64^3; their 2-D
 variant here has the same 16 channels and 4-6-4 blocks).
 """
