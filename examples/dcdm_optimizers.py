@@ -25,6 +25,7 @@ from pathlib import Path
 import torch
 
 from neuralsolve.optim import TrainerConfig
+from neuralsolve.solvers.dcdm import DEFAULT_DIRECTIONS
 from neuralsolve.solvers.dcdm_net import DCDMNetConfig
 from neuralsolve.solvers.dcdm_train import DCDMDataConfig, generate_rhs, load_rhs, train_dcdm
 
@@ -58,9 +59,9 @@ def main() -> None:
     parser.add_argument(
         "--eval-directions",
         type=int,
-        default=64,
-        help="directions DCDM keeps in the held-out evaluation (default: 64, the solver's; "
-        "the README's table was measured with 16)",
+        default=DEFAULT_DIRECTIONS,
+        help="directions DCDM keeps in the held-out evaluation (default: the solver's, "
+        f"{DEFAULT_DIRECTIONS}; the README's table was measured with 16)",
     )
     parser.add_argument("--out", default="bench-out/dcdm")
     args = parser.parse_args()

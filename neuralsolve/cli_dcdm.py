@@ -8,6 +8,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from neuralsolve.solvers.dcdm import DCDM, DEFAULT_DIRECTIONS
+
 __all__ = ["add_dcdm_parser"]
 
 EPILOG = """\
@@ -67,9 +69,9 @@ def add_dcdm_parser(tsub: Any) -> None:
     p.add_argument(
         "--eval-directions",
         type=int,
-        default=64,
-        help="DCDM directions when evaluating, as the solver keeps by default (default: 64; "
-        "the shipped 2-D model was picked with 16)",
+        default=DEFAULT_DIRECTIONS,
+        help="DCDM directions when evaluating, as the solver keeps by default "
+        f"(default: {DEFAULT_DIRECTIONS}; the shipped 2-D model was picked with 16)",
     )
     p.add_argument("--out", default="runs/dcdm", help="run directory (default: runs/dcdm)")
     p.add_argument("--resume", action="store_true", help="continue from OUT/last.pt")
@@ -115,6 +117,10 @@ def _cmd_train_dcdm(args: argparse.Namespace) -> int:
         ritz=args.ritz,
         seed=args.seed,
     )
+    try:  # the solver's own check, before data and training rather than at the first evaluation
+        DCDM(directions=args.eval_directions)
+    except ValueError as err:
+        raise ValueError(f"--eval-directions: {err}") from None
     net_options = {"dim": data_config.dim, **parse_assignments(args.set)}
     net_config = DCDMNetConfig.from_dict(net_options)
     progress = False if args.no_progress else None

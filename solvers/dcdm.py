@@ -50,6 +50,7 @@ from .tracking import Callback, ColumnTracker, IterationInfo, rowdot, rownorm
 
 __all__ = [
     "DCDM",
+    "DEFAULT_DIRECTIONS",
     "DCDMPreconditioner",
     "FlexibleDCDM",
     "NetworkDirections",
@@ -58,6 +59,8 @@ __all__ = [
 ]
 
 MODELS_DIR = Path(__file__).parent / "models"
+# Directions each new one is A-orthogonalised against; training evaluates with the same number.
+DEFAULT_DIRECTIONS = 64
 
 
 def shipped_model_path(dim: int) -> Path:
@@ -217,7 +220,7 @@ class DCDM:
     atol: float = 0.0
     max_iters: int | None = None
     model: Any = None
-    directions: int = 64
+    directions: int = DEFAULT_DIRECTIONS
     fallback_cos: float = 1e-3
     true_residual_every: int = 20
     check_spd: bool = True

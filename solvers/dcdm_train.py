@@ -37,6 +37,7 @@ import torch
 from neuralsolve.errors import DataFormatError
 from neuralsolve.fileio import atomic_path
 
+from .dcdm import DCDM, DEFAULT_DIRECTIONS
 from .dcdm_net import DCDMNet, DCDMNetConfig, geometry_flags
 from .lanczos import lanczos
 
@@ -304,7 +305,7 @@ def evaluate_iterations(
     *,
     rtol: float = 1e-4,
     max_iters: int = 300,
-    directions: int = 64,
+    directions: int = DEFAULT_DIRECTIONS,
     device: Any = "cpu",
 ) -> dict[str, float]:
     """DCDM iterations (and CG's, for scale) on gallery problems with the given seeds.
@@ -350,7 +351,7 @@ def train_dcdm(
     *,
     net_config: DCDMNetConfig | None = None,
     eval_seeds: Sequence[int] | None = None,
-    eval_directions: int = 64,
+    eval_directions: int = DEFAULT_DIRECTIONS,
     resume: bool = False,
     init: Any = None,
     callback: Callable[[dict[str, Any]], None] | None = None,
@@ -378,6 +379,7 @@ def train_dcdm(
         raise ValueError(
             f"the network is {net_config.dim}-D but the data ({config.problem}) is {config.dim}-D"
         )
+    DCDM(directions=eval_directions)  # the solver's own check, before the first step
     torch.manual_seed(trainer_config.seed)
     net = DCDMNet(net_config)
     if init is not None:  # start from another run's weights (a previous stage)

@@ -24,6 +24,7 @@ from neuralsolve.solvers.dcdm_train import (
     export_model,
     generate_rhs,
     load_rhs,
+    train_dcdm,
     trajectory_rhs,
 )
 
@@ -381,6 +382,36 @@ def test_ritz_rhs_file_round_trip_and_errors(tmp_path: Path) -> None:
         load_rhs(tmp_path / "missing.h5")
     with pytest.raises(ValueError, match="unknown problem"):
         DCDMDataConfig(problem="nope")
+
+
+def test_bad_eval_directions_are_refused_before_data_and_training(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from neuralsolve.cli import main
+    from neuralsolve.optim import TrainerConfig
+    from neuralsolve.solvers import dcdm_train
+
+    out = tmp_path / "run"
+    args = [
+        "train", "dcdm", "--problem", "obstacle2d", "--n", "16", "--geometries", "2",
+        "--samples", "8", "--ritz", "30", "--steps", "2", "--out", str(out), "--no-progress",
+    ]  # fmt: skip
+    assert main([*args, "--eval-directions", "0"]) == 2
+    assert "--eval-directions: directions must be a positive integer, got 0" in (
+        capsys.readouterr().err
+    )
+    assert not out.exists()  # no data generated, no run started
+    data_config = DCDMDataConfig(problem="obstacle2d", n=16, geometries=2, samples=8, ritz=30)
+    data = load_rhs(generate_rhs(data_config, tmp_path / "rhs.h5", progress=False))
+    config = TrainerConfig(
+        steps=2, batch_size=4, eval_every=1, progress=False, out_dir=str(tmp_path / "py")
+    )
+    losses: list[int] = []  # counts training steps: the loss is computed once per step
+    loss = dcdm_train.dcdm_loss
+    monkeypatch.setattr(dcdm_train, "dcdm_loss", lambda *a: losses.append(1) or loss(*a))
+    with pytest.raises(ValueError, match="directions must be a positive integer, got -1"):
+        train_dcdm(data, config, eval_directions=-1)
+    assert losses == []  # refused before the first step, not at the first evaluation
 
 
 def test_mixed_problem_data_alternates_geometries_and_evaluates_each(
