@@ -296,6 +296,23 @@ def test_network_levels_follow_the_grid_and_paper_config() -> None:
         DCDMNetConfig.from_dict({"dim": 3, "width": 3})
 
 
+@pytest.mark.parametrize("gain", [1.0, 4.0])
+def test_coarse_gain_weights_each_coarser_level(gain: float) -> None:
+    """With identity blocks the shared recursion sums the levels of a constant field,
+    ``V_d(c) = c (1 + g + ... + g^(d-1))``: each coarser level counts ``g`` times more."""
+    net = DCDMNet(dim=2, activation="none", coarse_gain=gain).double()
+    for block in (net.pre, net.post):
+        for conv in block.convs:
+            torch.nn.init.zeros_(conv.weight)
+            torch.nn.init.zeros_(conv.bias)
+    ones = torch.ones(1, net.config.coarse_channels, 16, 16, dtype=torch.float64)
+    out = net._vcycle(ones, depth=3)
+    torch.testing.assert_close(out, (1 + gain + gain**2) * ones)
+    for bad in (0.0, -4.0, float("inf"), True, "4"):
+        with pytest.raises(ValueError, match="coarse_gain"):
+            DCDMNetConfig(coarse_gain=bad)
+
+
 def test_geometry_flags_mark_fluid_and_grounded_cells() -> None:
     box = ns.datasets.poisson((6, 5), bc="dirichlet")
     fl = geometry_flags(box.A)
