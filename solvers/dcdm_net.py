@@ -102,10 +102,12 @@ class DCDMNetConfig:
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise ValueError(f"{name} must be a positive integer, got {value!r}")
         gain = self.coarse_gain
-        if isinstance(gain, bool) or not isinstance(gain, int | float) or not gain > 0:
-            raise ValueError(f"coarse_gain must be a positive number, got {gain!r}")
-        if not math.isfinite(gain):
-            raise ValueError(f"coarse_gain must be finite, got {gain!r}")
+        if (
+            isinstance(gain, bool)
+            or not isinstance(gain, int | float)
+            or not (math.isfinite(gain) and gain > 0)
+        ):
+            raise ValueError(f"coarse_gain must be a positive finite number, got {gain!r}")
         if self.coarsest < 2:
             raise ValueError(f"coarsest must be at least 2 cells, got {self.coarsest}")
 
@@ -257,7 +259,7 @@ class DCDMNet(nn.Module):
         h = self.pre(h)
         if depth > 1:
             coarse = self._vcycle(_pool(h, self.config.dim), depth - 1)
-            h = h + self.config.coarse_gain * _upsample(coarse, self.config.dim)
+            h = h + _upsample(self.config.coarse_gain * coarse, self.config.dim)  # 8x fewer cells
         return self.post(h)
 
 

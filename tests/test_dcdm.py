@@ -308,7 +308,7 @@ def test_coarse_gain_weights_each_coarser_level(gain: float) -> None:
     ones = torch.ones(1, net.config.coarse_channels, 16, 16, dtype=torch.float64)
     out = net._vcycle(ones, depth=3)
     torch.testing.assert_close(out, (1 + gain + gain**2) * ones)
-    for bad in (0.0, -4.0, float("inf"), True, "4"):
+    for bad in (0.0, -4.0, float("inf"), float("nan"), True, "4"):
         with pytest.raises(ValueError, match="coarse_gain"):
             DCDMNetConfig(coarse_gain=bad)
 
