@@ -73,6 +73,10 @@ class DCDMNetConfig:
         model's recipe gives iterations that stay flat from 32^3 to 128^3 but start higher (the
         README's DCDM section has the figures). 1 (no gain) is the shipped model's, and that of
         models written before this option existed.
+    learn_gain : bool
+        ``"unet"``: make the gain a trained scalar (one for all levels, so it still extrapolates
+        to deeper grids), stored as its logarithm and started at ``coarse_gain``. The learned
+        value is in the weights (``gain`` property), not in this config.
     """
 
     dim: int = 3
@@ -85,6 +89,7 @@ class DCDMNetConfig:
     activation: str = "relu"
     skip: bool = True
     coarse_gain: float = 1.0
+    learn_gain: bool = False
 
     def __post_init__(self) -> None:
         if self.dim not in (2, 3):
@@ -108,6 +113,10 @@ class DCDMNetConfig:
             or not (math.isfinite(gain) and gain > 0)
         ):
             raise ValueError(f"coarse_gain must be a positive finite number, got {gain!r}")
+        if not isinstance(self.learn_gain, bool):
+            raise ValueError(f"learn_gain must be True or False, got {self.learn_gain!r}")
+        if self.learn_gain and self.kind != "unet":
+            raise ValueError('learn_gain needs kind="unet" (the "paper" network has no recursion)')
         if self.coarsest < 2:
             raise ValueError(f"coarsest must be at least 2 cells, got {self.coarsest}")
 
@@ -194,6 +203,8 @@ class DCDMNet(nn.Module):
             self.prolong = _conv(c.dim, c.coarse_channels, c.channels)
             self.fine_out = _Blocks(c.dim, c.channels, c.fine_blocks, c.activation)
             self.head = _conv(c.dim, c.channels, 1, kernel=1)
+            if c.learn_gain:
+                self.log_gain = nn.Parameter(torch.tensor(math.log(c.coarse_gain)))
         if c.skip:  # start exactly at f(r) = r (CG); the learned part grows from zero
             nn.init.zeros_(self.head.weight)
             nn.init.zeros_(self.head.bias)
@@ -204,6 +215,11 @@ class DCDMNet(nn.Module):
         if self.config.kind == "paper":
             return 1
         return max(1, math.floor(math.log2(max(min(grid), 2) / self.config.coarsest)))
+
+    @property
+    def gain(self) -> torch.Tensor | float:
+        """Factor on each coarser level's correction (learned when ``learn_gain``)."""
+        return self.log_gain.exp() if self.config.learn_gain else self.config.coarse_gain
 
     def _multiple(self, grid: tuple[int, ...]) -> int:
         return 2 ** self.levels(grid)
@@ -259,7 +275,7 @@ class DCDMNet(nn.Module):
         h = self.pre(h)
         if depth > 1:
             coarse = self._vcycle(_pool(h, self.config.dim), depth - 1)
-            h = h + _upsample(self.config.coarse_gain * coarse, self.config.dim)  # 8x fewer cells
+            h = h + _upsample(self.gain * coarse, self.config.dim)  # 8x fewer cells
         return self.post(h)
 
 

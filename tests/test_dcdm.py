@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import itertools
 import json
+import math
 from pathlib import Path
 
 import h5py
@@ -311,6 +312,31 @@ def test_coarse_gain_weights_each_coarser_level(gain: float) -> None:
     for bad in (0.0, -4.0, float("inf"), float("nan"), True, "4"):
         with pytest.raises(ValueError, match="coarse_gain"):
             DCDMNetConfig(coarse_gain=bad)
+
+
+def test_learned_gain_starts_at_coarse_gain_and_is_trained() -> None:
+    """``learn_gain`` makes the one shared gain a parameter: it starts at ``coarse_gain`` (the
+    same closed form as the fixed gain), receives a gradient, and a changed value is used."""
+    torch.manual_seed(0)
+    net = DCDMNet(dim=2, activation="none", coarse_gain=4.0, learn_gain=True).double()
+    for block in (net.pre, net.post):
+        for conv in block.convs:
+            torch.nn.init.zeros_(conv.weight)
+            torch.nn.init.zeros_(conv.bias)
+    ones = torch.ones(1, net.config.coarse_channels, 16, 16, dtype=torch.float64)
+    torch.testing.assert_close(net._vcycle(ones, depth=3), 21.0 * ones)
+    net._vcycle(ones, depth=3).sum().backward()
+    # d/d(log g) of (1 + g + g^2) * numel is (g + 2 g^2) * numel
+    expected = (4.0 + 2 * 16.0) * ones.numel()
+    torch.testing.assert_close(net.log_gain.grad, torch.tensor(expected, dtype=torch.float64))
+    with torch.no_grad():
+        net.log_gain.fill_(math.log(2.0))
+    torch.testing.assert_close(net._vcycle(ones, depth=3), 7.0 * ones)
+    assert "log_gain" not in dict(DCDMNet(dim=2).named_parameters())
+    with pytest.raises(ValueError, match="learn_gain"):
+        DCDMNetConfig(learn_gain="yes")
+    with pytest.raises(ValueError, match="learn_gain"):
+        DCDMNetConfig(kind="paper", learn_gain=True)
 
 
 def test_geometry_flags_mark_fluid_and_grounded_cells() -> None:
