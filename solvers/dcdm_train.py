@@ -452,6 +452,8 @@ def export_model(
         "neuralsolve": ckpt.get("neuralsolve_version"),
         **(record or {}),
     }
+    if "log_gain" in state:  # learn_gain: the config holds only the starting value
+        full["learned_gain"] = float(state["log_gain"].exp())
     with atomic_path(out.with_suffix(".json")) as tmp:
         tmp.write_text(json.dumps(full, indent=2, default=str) + "\n")
     return out

@@ -565,6 +565,21 @@ def test_cli_trains_resumes_exports_and_the_model_loads(tmp_path: Path) -> None:
         export_model(tmp_path / "other.pt", tmp_path / "x.pt")
 
 
+def test_export_records_a_learned_gain(tmp_path: Path) -> None:
+    net = DCDMNet(dim=2, channels=4, coarse_gain=4.0, learn_gain=True)
+    with torch.no_grad():
+        net.log_gain.fill_(math.log(2.5))
+    meta = {"dcdm_net": net.config.to_dict()}
+    ns.checkpoint.save_checkpoint(
+        tmp_path / "c.pt", {"model": net.state_dict(), "metadata": meta}, kind="model"
+    )
+    export_model(tmp_path / "c.pt", tmp_path / "m.pt")
+    record = json.loads((tmp_path / "m.json").read_text())
+    assert record["learned_gain"] == pytest.approx(2.5, rel=1e-6)
+    loaded, _ = load_network(tmp_path / "m.pt", 2)
+    assert float(loaded.gain.detach()) == pytest.approx(2.5, rel=1e-6)
+
+
 @pytest.mark.parametrize("dim", [2, 3])
 def test_shipped_model_loads_safely_and_beats_cg_on_an_unseen_geometry(dim: int) -> None:
     path = shipped_model_path(dim)
