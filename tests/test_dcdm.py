@@ -297,16 +297,22 @@ def test_network_levels_follow_the_grid_and_paper_config() -> None:
         DCDMNetConfig.from_dict({"dim": 3, "width": 3})
 
 
+def _identity_coarse_blocks(net: DCDMNet) -> torch.Tensor:
+    """Zero the shared coarse blocks of a linear (``activation="none"``) float64 U-Net, so each
+    is the identity through its residual skip; return a constant coarse field to feed it."""
+    for block in (net.pre, net.post):
+        for conv in block.convs:
+            torch.nn.init.zeros_(conv.weight)
+            torch.nn.init.zeros_(conv.bias)
+    return torch.ones(1, net.config.coarse_channels, 16, 16, dtype=torch.float64)
+
+
 @pytest.mark.parametrize("gain", [1.0, 4.0])
 def test_coarse_gain_weights_each_coarser_level(gain: float) -> None:
     """With identity blocks the shared recursion sums the levels of a constant field,
     ``V_d(c) = c (1 + g + ... + g^(d-1))``: each coarser level counts ``g`` times more."""
     net = DCDMNet(dim=2, activation="none", coarse_gain=gain).double()
-    for block in (net.pre, net.post):
-        for conv in block.convs:
-            torch.nn.init.zeros_(conv.weight)
-            torch.nn.init.zeros_(conv.bias)
-    ones = torch.ones(1, net.config.coarse_channels, 16, 16, dtype=torch.float64)
+    ones = _identity_coarse_blocks(net)
     out = net._vcycle(ones, depth=3)
     torch.testing.assert_close(out, (1 + gain + gain**2) * ones)
     for bad in (0.0, -4.0, float("inf"), float("nan"), True, "4"):
@@ -319,11 +325,7 @@ def test_learned_gain_starts_at_coarse_gain_and_is_trained() -> None:
     same closed form as the fixed gain), receives a gradient, and a changed value is used."""
     torch.manual_seed(0)
     net = DCDMNet(dim=2, activation="none", coarse_gain=4.0, learn_gain=True).double()
-    for block in (net.pre, net.post):
-        for conv in block.convs:
-            torch.nn.init.zeros_(conv.weight)
-            torch.nn.init.zeros_(conv.bias)
-    ones = torch.ones(1, net.config.coarse_channels, 16, 16, dtype=torch.float64)
+    ones = _identity_coarse_blocks(net)
     torch.testing.assert_close(net._vcycle(ones, depth=3), 21.0 * ones)
     net._vcycle(ones, depth=3).sum().backward()
     # d/d(log g) of (1 + g + g^2) * numel is (g + 2 g^2) * numel
