@@ -117,6 +117,11 @@ class DCDMNetConfig:
             raise ValueError(f"learn_gain must be True or False, got {self.learn_gain!r}")
         if self.learn_gain and self.kind != "unet":
             raise ValueError('learn_gain needs kind="unet" (the "paper" network has no recursion)')
+        if gain != 1 and self.kind != "unet":
+            raise ValueError(
+                f'coarse_gain={gain!r} needs kind="unet": the "paper" network has one coarse '
+                "level and no recursion to scale (leave coarse_gain at 1)"
+            )
         if self.coarsest < 2:
             raise ValueError(f"coarsest must be at least 2 cells, got {self.coarsest}")
 

@@ -318,6 +318,8 @@ def test_coarse_gain_weights_each_coarser_level(gain: float) -> None:
     for bad in (0.0, -4.0, float("inf"), float("nan"), True, "4"):
         with pytest.raises(ValueError, match="coarse_gain"):
             DCDMNetConfig(coarse_gain=bad)
+    with pytest.raises(ValueError, match='coarse_gain=4.0 needs kind="unet"'):
+        DCDMNetConfig(kind="paper", coarse_gain=4.0)
 
 
 def test_learned_gain_starts_at_coarse_gain_and_is_trained() -> None:
