@@ -88,6 +88,21 @@ METHODS: dict[str, MethodSpec] = {
             "torch",
         ),
         MethodSpec(
+            "dcdm-deflated",
+            DCDM,
+            {"deflation_block": 8},
+            "dcdm with the solve deflated by the block-constant vectors of 8^d-cell boxes "
+            "(a two-level method; structured grids)",
+            "torch",
+        ),
+        MethodSpec(
+            "cg-deflated",
+            DCDM,
+            {"model": "identity", "deflation_block": 8, "directions": 1},
+            "CG deflated by the block-constant vectors of 8^d-cell boxes (structured grids)",
+            "torch",
+        ),
+        MethodSpec(
             "pcg-dcdm",
             FlexibleDCDM,
             {},

@@ -1,0 +1,134 @@
+"""Subdomain deflation: the box space and coarse matrix against assembled ones, deflated CG
+against a float64 reference of Saad et al.'s algorithm, and deflated DCDM's invariants."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import scipy.sparse.linalg as spla
+import torch
+
+import neuralsolve as ns
+from neuralsolve.solvers import DCDM
+from neuralsolve.solvers.deflation import BlockDeflation
+
+
+def _box_matrix(prob: ns.datasets.PoissonProblem, block: int) -> np.ndarray:
+    """``Z`` built independently: box index of every active cell from its grid position."""
+    grid = prob.A.grid_shape
+    position = np.indices(grid).reshape(len(grid), -1).T  # C order, as the unknowns
+    mask = prob.A.mask
+    active = np.ones(len(position), bool) if mask is None else mask.numpy().reshape(-1) > 0
+    boxes = [-(-s // block) for s in grid]
+    box = np.ravel_multi_index(tuple((position[active] // block).T), boxes)
+    used, column = np.unique(box, return_inverse=True)
+    Z = np.zeros((int(active.sum()), len(used)))
+    Z[np.arange(len(column)), column] = 1.0
+    return Z
+
+
+CASES = [
+    ("obstacle3d", 13, 4),  # solids, a grid that is no multiple of the box
+    ("poisson3d", 12, 3),
+    ("darcy2d", 21, 5),  # variable coefficients
+    ("obstacle2d", 20, 8),
+]
+
+
+@pytest.mark.parametrize(("name", "n", "block"), CASES)
+def test_box_space_and_coarse_matrix_match_the_assembled_ones(
+    name: str, n: int, block: int
+) -> None:
+    prob = ns.datasets.make_problem(name, n, seed=3)
+    deflation = BlockDeflation(prob.A, block)
+    Z = _box_matrix(prob, block)
+    assert deflation.vectors == Z.shape[1]
+    X = torch.randn(3, Z.shape[0], dtype=torch.float64)
+    C = torch.randn(3, Z.shape[1], dtype=torch.float64)
+    np.testing.assert_allclose(deflation.restrict(X).numpy(), X.numpy() @ Z, atol=1e-12)
+    np.testing.assert_allclose(deflation.prolong(C).numpy(), C.numpy() @ Z.T, atol=0)
+    E = Z.T @ (prob.matrix @ Z)  # the probed coarse matrix against the assembled product
+    probed = deflation._coarse_matrix().toarray()
+    np.testing.assert_allclose(probed, E, rtol=0, atol=1e-12 * np.abs(E).max())
+    solved = deflation.coarse_solve(C).numpy()
+    np.testing.assert_allclose(solved @ E, C.numpy(), atol=1e-9 * np.abs(C.numpy()).max())
+
+
+def _deflated_cg(A, b: np.ndarray, Z: np.ndarray, iters: int) -> list[float]:
+    """Saad, Yeung, Erhel, Guyomarc'h (SIAM J. Sci. Comput. 2000), Algorithm 3.1, in float64."""
+    E = Z.T @ (A @ Z)
+    coarse = lambda v: Z @ np.linalg.solve(E, Z.T @ v)  # noqa: E731
+    x = coarse(b)
+    r = b - A @ x
+    p = r - coarse(A @ r)
+    history = [np.linalg.norm(b)]  # the solver's history starts at ||b - A x0||, x0 = 0
+    for _ in range(iters):
+        Ap = A @ p
+        alpha = (r @ r) / (p @ Ap)
+        x = x + alpha * p
+        r_new = r - alpha * Ap
+        beta = (r_new @ r_new) / (r @ r)
+        r = r_new
+        p = beta * p + r - coarse(A @ r)
+        history.append(np.linalg.norm(r))
+    return history
+
+
+@pytest.mark.parametrize(("name", "n", "block"), [("obstacle3d", 16, 4), ("darcy2d", 32, 8)])
+def test_deflated_cg_reproduces_the_reference_residual_history(
+    name: str, n: int, block: int
+) -> None:
+    prob = ns.datasets.make_problem(name, n, seed=3)
+    res = ns.solve(
+        prob.A, prob.b, method="cg-deflated", deflation_block=block, rtol=1e-14, max_iters=30
+    )
+    assert res.iterations == 30
+    reference = _deflated_cg(prob.matrix, prob.b.numpy(), _box_matrix(prob, block), 30)
+    bnorm = float(prob.b.norm())
+    np.testing.assert_allclose(
+        np.asarray(res.residual_norms) / bnorm, np.asarray(reference) / bnorm, atol=1e-8
+    )
+    plain = ns.solve(prob.A, prob.b, method="cg", rtol=1e-8)
+    deflated = ns.solve(prob.A, prob.b, method="cg-deflated", deflation_block=block, rtol=1e-8)
+    assert deflated.converged and deflated.iterations < plain.iterations
+    assert deflated.stats["deflation_vectors"] == _box_matrix(prob, block).shape[1]
+
+
+def test_deflated_dcdm_keeps_residuals_orthogonal_to_the_boxes_and_solves() -> None:
+    """After the coarse correction every residual has zero sum over each box (the directions are
+    A-orthogonal to the box space), and the answer is scipy's."""
+    prob = ns.datasets.make_problem("obstacle3d", 16, seed=0)
+    Z = _box_matrix(prob, 4)
+    A = prob.matrix
+    b = prob.b.numpy()
+    box_sums: list[float] = []
+
+    def watch(info: ns.solvers.tracking.IterationInfo) -> None:
+        r = b - A @ info.x.numpy().reshape(-1)
+        box_sums.append(float(np.abs(Z.T @ r).max() / np.linalg.norm(b)))
+
+    res = ns.solve(prob.A, prob.b, method="dcdm-deflated", deflation_block=4, rtol=1e-8,
+                   callback=watch)  # fmt: skip
+    plain = ns.solve(prob.A, prob.b, method="dcdm", rtol=1e-8)
+    assert res.converged and res.stats["model"].startswith("shipped:")
+    assert len(box_sums) == res.iterations and max(box_sums) < 1e-10
+    assert res.iterations < plain.iterations
+    x_ref = spla.spsolve(A.tocsc(), b)
+    np.testing.assert_allclose(res.x.numpy(), x_ref, atol=1e-6 * np.abs(x_ref).max())
+    assert res.stats["deflation_block"] == 4 and res.stats["deflation_vectors"] == Z.shape[1]
+    # a block of right-hand sides: each column as its own solve
+    B = prob.random_rhs(3, seed=1)
+    block = ns.solve(prob.A, B, method="dcdm-deflated", deflation_block=4, rtol=1e-8)
+    for j in range(3):
+        single = ns.solve(prob.A, B[:, j].contiguous(), method="dcdm-deflated",
+                          deflation_block=4, rtol=1e-8)  # fmt: skip
+        assert abs(single.iterations - block.column_iterations[j]) <= 1
+
+
+def test_bad_deflation_options_are_refused() -> None:
+    for bad in (1, 0, 2.5, True, "8"):
+        with pytest.raises(ValueError, match="deflation_block"):
+            DCDM(deflation_block=bad)
+    matrix = ns.datasets.poisson((6, 6)).matrix
+    with pytest.raises(TypeError, match="structured-grid operator"):
+        BlockDeflation(ns.as_operator(matrix), 2)
