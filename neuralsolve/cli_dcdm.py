@@ -73,6 +73,13 @@ def add_dcdm_parser(tsub: Any) -> None:
         help="DCDM directions when evaluating, as the solver keeps by default "
         f"(default: {DEFAULT_DIRECTIONS}; the shipped 2-D model was picked with 16)",
     )
+    p.add_argument(
+        "--deflation-block",
+        type=int,
+        metavar="CELLS",
+        help="train for the deflated method (dcdm-deflated): the loss and the held-out solves "
+        "deflate by boxes of this many cells per side (e.g. 8); default: plain DCDM",
+    )
     p.add_argument("--out", default="runs/dcdm", help="run directory (default: runs/dcdm)")
     p.add_argument("--resume", action="store_true", help="continue from OUT/last.pt")
     p.add_argument(
@@ -121,6 +128,10 @@ def _cmd_train_dcdm(args: argparse.Namespace) -> int:
         DCDM(directions=args.eval_directions)
     except ValueError as err:
         raise ValueError(f"--eval-directions: {err}") from None
+    try:
+        DCDM(deflation_block=args.deflation_block)
+    except ValueError as err:
+        raise ValueError(f"--deflation-block: {err}") from None
     net_options = {"dim": data_config.dim, **parse_assignments(args.set)}
     net_config = DCDMNetConfig.from_dict(net_options)
     progress = False if args.no_progress else None
@@ -178,6 +189,7 @@ def _cmd_train_dcdm(args: argparse.Namespace) -> int:
         resume=args.resume,
         init=args.init,
         callback=report,
+        deflation_block=args.deflation_block,
     )
     summary = {
         "steps": result.steps,
@@ -206,7 +218,7 @@ def _cmd_train_dcdm(args: argparse.Namespace) -> int:
             for k, v in vars(args).items()
             if k in ("problem", "n", "geometries", "first_seed", "samples", "ritz", "steps",
                      "batch_size", "optimizer", "lr", "schedule", "seed", "eval_every",
-                     "eval_directions", "init")
+                     "eval_directions", "init", "deflation_block")
             and v is not None
         )  # fmt: skip
         for item in args.set or []:

@@ -19,6 +19,11 @@ network's direction ``q = f(b)``,
 
 which is what one DCDM iteration from ``x = 0`` leaves (1 for a direction orthogonal to ``b``,
 0 for ``q`` parallel to ``A^{-1} b``).
+
+For the deflated method (``deflation_block``; :mod:`.deflation`) the loss follows that method's
+first iteration instead: ``b`` is replaced by the unit residual left by the coarse correction,
+``r = (b - A Z E^{-1} Z^T b) / ||.||``, and ``q`` by its deflated form
+``q - Z E^{-1} Z^T A q``. The network then learns only what the box space leaves.
 """
 
 from __future__ import annotations
@@ -39,6 +44,7 @@ from neuralsolve.fileio import atomic_path
 
 from .dcdm import DCDM, DEFAULT_DIRECTIONS
 from .dcdm_net import DCDMNet, DCDMNetConfig, geometry_flags
+from .deflation import BlockDeflation, check_deflation_block
 from .lanczos import lanczos
 
 __all__ = [
@@ -267,12 +273,35 @@ def load_rhs(path: str | Path) -> DCDMData:
 
 
 class _Systems:
-    """The training operators (in the training dtype and device) and their flags."""
+    """The training operators (in the training dtype and device), their flags, and their
+    deflation spaces when the run trains for the deflated method."""
 
-    def __init__(self, config: DCDMDataConfig, dtype: torch.dtype, device: torch.device) -> None:
+    def __init__(
+        self,
+        config: DCDMDataConfig,
+        dtype: torch.dtype,
+        device: torch.device,
+        deflation_block: int | None = None,
+    ) -> None:
         problems = config.problems(dtype=dtype, device=device)
         self.ops = [p.A for p in problems]
         self.flags = torch.stack([geometry_flags(op) for op in self.ops]).to(dtype)
+        self.deflations = (
+            None
+            if deflation_block is None
+            else [BlockDeflation(op, deflation_block) for op in self.ops]
+        )
+
+
+def _per_geometry(
+    fn: Callable[[int, torch.Tensor], torch.Tensor], X: torch.Tensor, geometry: torch.Tensor
+) -> torch.Tensor:
+    """``fn(g, X[geometry == g])`` for each geometry ``g``, reassembled (differentiably)."""
+    out = torch.zeros_like(X)
+    for g in torch.unique(geometry).tolist():
+        sel = geometry == g
+        out = out.index_put((sel,), fn(g, X[sel]))
+    return out
 
 
 def dcdm_loss(
@@ -281,16 +310,24 @@ def dcdm_loss(
     geometry: torch.Tensor,
     ops: Sequence[Any],
     flags: torch.Tensor,
+    deflations: Sequence[BlockDeflation] | None = None,
 ) -> torch.Tensor:
     """The one-step loss (module notes) of a batch ``b`` ``(B, *grid)`` whose sample ``i`` belongs
-    to the system ``ops[geometry[i]]`` with network flags ``flags[geometry[i]]``."""
+    to the system ``ops[geometry[i]]`` with network flags ``flags[geometry[i]]``; with
+    ``deflations`` (one per system), the loss of the deflated method's first iteration."""
+    dims = tuple(range(1, b.ndim))
+    apply = lambda g, X: ops[g].apply_grid(X)  # noqa: E731
+    if deflations is not None:
+        coarse = lambda g, X: deflations[g].correction_grid(X)  # noqa: E731
+        b = b - _per_geometry(apply, _per_geometry(coarse, b, geometry), geometry)
+        norm = torch.linalg.vector_norm(b, dim=dims).clamp_min(torch.finfo(b.dtype).tiny)
+        b = b / norm.view(-1, *[1] * (b.ndim - 1))
     f = flags[geometry].to(b.dtype)
     q = net(torch.cat([b.unsqueeze(1), f], dim=1))[:, 0] * f[:, 0]
-    Aq = torch.empty_like(q)
-    for g in torch.unique(geometry).tolist():
-        sel = geometry == g
-        Aq = Aq.index_put((sel,), ops[g].apply_grid(q[sel]))
-    dims = tuple(range(1, b.ndim))
+    Aq = _per_geometry(apply, q, geometry)
+    if deflations is not None:
+        q = q - _per_geometry(coarse, Aq, geometry)
+        Aq = _per_geometry(apply, q, geometry)
     qb = (q * b).sum(dims)
     qAq = (q * Aq).sum(dims)
     s = qb / qAq.clamp_min(torch.finfo(q.dtype).tiny)
@@ -307,10 +344,12 @@ def evaluate_iterations(
     max_iters: int = 300,
     directions: int = DEFAULT_DIRECTIONS,
     device: Any = "cpu",
+    deflation_block: int | None = None,
 ) -> dict[str, float]:
     """DCDM iterations (and CG's, for scale) on gallery problems with the given seeds.
 
     ``problem`` may list several problems separated by commas; each is solved with every seed.
+    With ``deflation_block`` DCDM is the deflated method (CG stays plain).
 
     Returns ``{"dcdm_iters": mean, "cg_iters": mean, "converged": fraction}`` over all solves,
     and with several problems also ``"dcdm_iters/<name>"`` and ``"cg_iters/<name>"`` for each;
@@ -328,7 +367,8 @@ def evaluate_iterations(
         for seed in seeds:
             prob = make_problem(name, n, seed=seed, device=device)
             res = solve(prob.A, prob.b, method="dcdm", model=model, rtol=rtol,
-                        max_iters=max_iters, directions=directions)  # fmt: skip
+                        max_iters=max_iters, directions=directions,
+                        deflation_block=deflation_block)  # fmt: skip
             ref = solve(prob.A, prob.b, method="cg", rtol=rtol)
             dcdm[name].append(res.iterations if res.converged else max_iters)
             cg[name].append(ref.iterations)
@@ -355,6 +395,7 @@ def train_dcdm(
     resume: bool = False,
     init: Any = None,
     callback: Callable[[dict[str, Any]], None] | None = None,
+    deflation_block: int | None = None,
 ) -> tuple[DCDMNet, Any]:
     """Train a :class:`DCDMNet` on ``data`` with the one Trainer.
 
@@ -365,6 +406,10 @@ def train_dcdm(
 
     ``init`` (a checkpoint path or a network) gives the starting weights, e.g. the previous
     stage's ``best.pt``.
+
+    ``deflation_block`` trains for the deflated method (``method="dcdm-deflated"``): the loss
+    and the evaluation both deflate by boxes of that side, and the checkpoint's metadata
+    records it.
 
     Returns
     -------
@@ -379,7 +424,8 @@ def train_dcdm(
         raise ValueError(
             f"the network is {net_config.dim}-D but the data ({config.problem}) is {config.dim}-D"
         )
-    DCDM(directions=eval_directions)  # the solver's own check, before the first step
+    DCDM(directions=eval_directions)  # the solver's own checks, before the first step
+    check_deflation_block(deflation_block)
     torch.manual_seed(trainer_config.seed)
     net = DCDMNet(net_config)
     if init is not None:  # start from another run's weights (a previous stage)
@@ -392,7 +438,7 @@ def train_dcdm(
             )
         net.load_state_dict(start.state_dict())
     dtype = getattr(torch, trainer_config.dtype)
-    systems = _Systems(config, dtype, torch.device(trainer_config.device))
+    systems = _Systems(config, dtype, torch.device(trainer_config.device), deflation_block)
     seeds = (
         list(eval_seeds)
         if eval_seeds is not None
@@ -401,7 +447,7 @@ def train_dcdm(
 
     def loss_fn(model: torch.nn.Module, batch: Any) -> torch.Tensor:
         b, g = batch
-        return dcdm_loss(model, b, g.to(torch.long), systems.ops, systems.flags)
+        return dcdm_loss(model, b, g.to(torch.long), systems.ops, systems.flags, systems.deflations)
 
     def eval_fn(model: torch.nn.Module) -> dict[str, float]:
         module = getattr(model, "module", model)
@@ -409,7 +455,7 @@ def train_dcdm(
         module.eval()
         scores = evaluate_iterations(
             module, config.problem, config.n, seeds, directions=eval_directions,
-            device=trainer_config.device,
+            device=trainer_config.device, deflation_block=deflation_block,
         )  # fmt: skip
         module.train(was_training)
         if callback is not None:
@@ -420,6 +466,7 @@ def train_dcdm(
         "dcdm_net": net_config.to_dict(),
         "data": asdict(config),
         "eval_seeds": seeds,
+        "deflation_block": deflation_block,
     }
     trainer = Trainer(net, loss_fn, trainer_config, data=data, eval_fn=eval_fn, metadata=metadata)
     result = trainer.fit(resume=resume)

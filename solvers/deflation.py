@@ -119,6 +119,11 @@ class BlockDeflation:
             C = C.repeat_interleave(self.block, dim=axis)
         return C[(slice(None), *(slice(0, s) for s in self.grid))]
 
+    def _all_boxes(self, C: torch.Tensor) -> torch.Tensor:
+        """``(k, m) -> (k, *boxes)``: zeros in the boxes without unknowns (differentiable)."""
+        full = C.new_zeros(self._kept.numel(), C.shape[0]).index_put((self._kept,), C.T)
+        return full.T.reshape(C.shape[0], *self.boxes)
+
     # ------------------------------------------------------------------ Z, Z^T, E^{-1}
     def restrict(self, Xt: torch.Tensor) -> torch.Tensor:
         """``Z^T x`` for a batch ``(k, n) -> (k, m)``."""
@@ -128,20 +133,22 @@ class BlockDeflation:
 
     def prolong(self, C: torch.Tensor) -> torch.Tensor:
         """``Z c`` for a batch ``(k, m) -> (k, n)``."""
-        k = C.shape[0]
-        full = C.new_zeros(k, self._kept.numel())
-        full[:, self._kept] = C
-        U = self._box_fields(full.reshape(k, *self.boxes))
-        return self.op.from_grid(U.movedim(0, -1)).T
+        return self.op.from_grid(self._box_fields(self._all_boxes(C)).movedim(0, -1)).T
 
     def coarse_solve(self, Y: torch.Tensor) -> torch.Tensor:
-        """``E^{-1} y`` for a batch ``(k, m)`` (float64 on the CPU, returned as ``Y``'s kind)."""
-        host = Y.detach().to("cpu", torch.float64).numpy().T
-        return torch.from_numpy(self._lu.solve(np.ascontiguousarray(host)).T.copy()).to(Y)
+        """``E^{-1} y`` for a batch ``(k, m)`` (float64 on the CPU, returned as ``Y``'s kind;
+        differentiable, for training through the deflated method)."""
+        return _CoarseSolve.apply(Y, self._lu)
 
     def correction(self, Rt: torch.Tensor) -> torch.Tensor:
         """``Z E^{-1} Z^T r``: added to ``x`` it makes the new residual orthogonal to ``Z``."""
         return self.prolong(self.coarse_solve(self.restrict(Rt)))
+
+    def correction_grid(self, U: torch.Tensor) -> torch.Tensor:
+        """:meth:`correction` on grid fields ``(k, *grid) -> (k, *grid)`` (zero in solids)."""
+        k = U.shape[0]
+        sums = self._box_sums(U * self._fluid).reshape(k, -1)[:, self._kept]
+        return self._box_fields(self._all_boxes(self.coarse_solve(sums))) * self._fluid
 
     def project(self, Qt: torch.Tensor, AQt: torch.Tensor) -> torch.Tensor:
         """``q - Z E^{-1} Z^T A q`` (A-orthogonal to ``range(Z)``), given ``A q``."""
@@ -183,3 +190,22 @@ class BlockDeflation:
         use = kept[r] & kept[c] & (v != 0)
         m = self.vectors
         return sp.csr_array((v[use], (renumber[r[use]], renumber[c[use]])), shape=(m, m))
+
+
+class _CoarseSolve(torch.autograd.Function):
+    """``y -> E^{-1} y`` row-wise with a SuperLU factor; ``E`` is symmetric, so the backward
+    pass is the same solve."""
+
+    @staticmethod
+    def forward(ctx: Any, Y: torch.Tensor, lu: Any) -> torch.Tensor:
+        ctx.lu = lu
+        return _lu_solve(lu, Y)
+
+    @staticmethod
+    def backward(ctx: Any, grad: torch.Tensor) -> tuple[torch.Tensor, None]:
+        return _lu_solve(ctx.lu, grad), None
+
+
+def _lu_solve(lu: Any, Y: torch.Tensor) -> torch.Tensor:
+    host = np.ascontiguousarray(Y.detach().to("cpu", torch.float64).numpy().T)
+    return torch.from_numpy(lu.solve(host).T.copy()).to(Y)
