@@ -21,7 +21,13 @@ with ``block = 8``: 62 / 61 / 59 at 32^3 / 64^3 / 128^3, plain CG 210 / 409 / 72
 neighbours (the operator is a ``2d + 1``-point stencil), so colouring the boxes by their index
 modulo 3 on each axis and applying ``A`` to the sum of one colour's indicators gives every
 coupling of that colour in one product (``3^d`` products in all). ``E`` is factored once by a
-sparse LU (SuperLU through scipy, on the CPU; only ``m``-vectors cross to the device).
+sparse LU (SuperLU through scipy, on the CPU; only ``m``-vectors cross to the device) in a
+geometric nested-dissection order of the boxes (George, SIAM J. Numer. Anal. 1973): split the
+box grid across its longest axis by one plane of boxes, order the two halves first (recursively)
+and the plane last. Since ``E`` couples face neighbours only, the halves never couple, and their
+factors fill only within themselves and toward the plane. On obstacle3d 128^3 with ``block = 3``
+(77,740 boxes) this took the factor from 132 to 56 million entries and 23 to 5.5 seconds
+against SuperLU's default COLAMD order.
 """
 
 from __future__ import annotations
@@ -35,7 +41,7 @@ import scipy.sparse as sp
 import scipy.sparse.linalg as spla
 import torch
 
-__all__ = ["BlockDeflation", "check_deflation_block"]
+__all__ = ["BlockDeflation", "check_deflation_block", "nested_dissection"]
 
 
 def check_deflation_block(block: Any) -> None:
@@ -91,12 +97,13 @@ class BlockDeflation:
         self._kept = counts > 0
         self.vectors = int(self._kept.sum())
         try:
-            self._lu = spla.splu(self._coarse_matrix().tocsc())
-        except RuntimeError as err:  # SuperLU: "Factor is exactly singular"
+            self._lu = _OrderedLU(self._coarse_matrix(), self._box_positions())
+        except RuntimeError as err:  # a zero or negative pivot (SuperLU's or ours)
             raise ValueError(
-                f"the deflation's coarse matrix Z^T A Z is singular ({err}): A is singular on a "
-                "region made of whole boxes (a fluid pocket with no grounded cell). Pin one "
-                "cell per such region, as the gallery does, or solve without deflation_block"
+                f"the deflation's coarse matrix Z^T A Z is singular or not positive definite "
+                f"({err}): A is not SPD, or is singular on a region made of whole boxes (a "
+                "fluid pocket with no grounded cell). Pin one cell per such region, as the "
+                "gallery does, or solve without deflation_block"
             ) from err
         self.setup_s = time.perf_counter() - t0
 
@@ -155,6 +162,11 @@ class BlockDeflation:
         return Qt - self.correction(AQt)
 
     # ------------------------------------------------------------------ E by probing
+    def _box_positions(self) -> np.ndarray:
+        """``(m, d)`` integer positions on the box grid of the kept boxes, in ``E``'s order."""
+        kept = np.flatnonzero(self._kept.cpu().numpy())
+        return np.stack(np.unravel_index(kept, self.boxes), axis=1)
+
     def _coarse_matrix(self) -> sp.csr_array:
         dim = len(self.grid)
         index = torch.meshgrid(*[torch.arange(s) for s in self.boxes], indexing="ij")
@@ -190,6 +202,71 @@ class BlockDeflation:
         use = kept[r] & kept[c] & (v != 0)
         m = self.vectors
         return sp.csr_array((v[use], (renumber[r[use]], renumber[c[use]])), shape=(m, m))
+
+
+def nested_dissection(positions: np.ndarray, leaf: int = 64) -> np.ndarray:
+    """An elimination order of grid points that couple only to their face neighbours.
+
+    Parameters
+    ----------
+    positions : (m, d) integer array
+        Distinct grid positions.
+    leaf : int
+        Parts this small are kept in their given order.
+
+    Returns
+    -------
+    (m,) permutation: each part's two halves (recursively ordered) come before the plane that
+    separates them, a plane across the part's longest axis at its middle.
+    """
+    order: list[np.ndarray] = []
+
+    def split(part: np.ndarray) -> None:
+        if len(part) <= leaf:
+            order.append(part)
+            return
+        p = positions[part]
+        low, high = p.min(axis=0), p.max(axis=0)
+        axis = int(np.argmax(high - low))
+        middle = (low[axis] + high[axis]) // 2
+        split(part[p[:, axis] < middle])
+        split(part[p[:, axis] > middle])
+        order.append(part[p[:, axis] == middle])
+
+    split(np.arange(len(positions)))
+    return np.concatenate(order)
+
+
+class _OrderedLU:
+    """SuperLU's factor of ``E`` permuted symmetrically into :func:`nested_dissection` order."""
+
+    def __init__(self, E: sp.csr_array, positions: np.ndarray) -> None:
+        self.order = nested_dissection(positions)
+        permuted = E[self.order][:, self.order].tocsc()
+        # E is SPD: eliminate in this order on the diagonal, with no row exchanges, so the
+        # pivots are the Schur complements' diagonals, each at least E's smallest eigenvalue.
+        self.lu = spla.splu(
+            permuted,
+            permc_spec="NATURAL",
+            diag_pivot_thresh=0.0,
+            options={"SymmetricMode": True},
+        )
+        pivots = self.lu.U.diagonal()
+        if not pivots.min() > 1e-10 * np.abs(pivots).max():
+            raise RuntimeError(
+                f"pivot {pivots.min():.3g} against a largest of {np.abs(pivots).max():.3g}"
+            )
+
+    @property
+    def nnz(self) -> int:
+        """Entries of the ``L`` and ``U`` factors."""
+        return int(self.lu.L.nnz + self.lu.U.nnz)
+
+    def solve(self, Y: np.ndarray) -> np.ndarray:
+        """``E^{-1} Y`` for ``(m, k)`` or ``(m,)`` arrays."""
+        X = np.empty_like(Y)
+        X[self.order] = self.lu.solve(Y[self.order])
+        return X
 
 
 class _CoarseSolve(torch.autograd.Function):
