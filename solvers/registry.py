@@ -90,8 +90,8 @@ METHODS: dict[str, MethodSpec] = {
         MethodSpec(
             "dcdm-deflated",
             DCDM,
-            {"deflation_block": 8},
-            "dcdm with the solve deflated by the block-constant vectors of 8^d-cell boxes "
+            {"deflation_block": 3},
+            "dcdm with the solve deflated by the block-constant vectors of 3^d-cell boxes "
             "(a two-level method; structured grids)",
             "torch",
         ),
