@@ -4,7 +4,7 @@ eigenmodes of A, iteration by iteration, with and without subdomain deflation.
 The exact solution comes from a sparse direct solve and the modes from scipy's eigsh
 (shift-invert), both in float64. ``share(m) = sum_{i<=m} lambda_i (v_i.e)^2 / (e.A e)``.
 
-Run: python examples/dcdm_slow_modes.py [--n 32] [--seed 0] [--block 8]
+Run: python examples/dcdm_slow_modes.py [--n 32] [--seed 0] [--block 3]
 (NEURALSOLVE_QUICK=1 for a 16^3 grid)
 """
 
@@ -19,7 +19,9 @@ import neuralsolve as ns
 parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
 parser.add_argument("--n", type=int, default=16 if os.environ.get("NEURALSOLVE_QUICK") else 32)
 parser.add_argument("--seed", type=int, default=0, help="obstacle geometry (training used >= 100)")
-parser.add_argument("--block", type=int, default=8, help="deflation box side in cells")
+parser.add_argument(
+    "--block", type=int, default=3, help="deflation box side in cells (dcdm-deflated's default)"
+)
 args = parser.parse_args()
 
 prob = ns.datasets.make_problem("obstacle3d", args.n, seed=args.seed)
