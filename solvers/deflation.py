@@ -243,18 +243,22 @@ class _OrderedLU:
     def __init__(self, E: sp.csr_array, positions: np.ndarray) -> None:
         self.order = nested_dissection(positions)
         permuted = E[self.order][:, self.order].tocsc()
-        # E is SPD: eliminate in this order on the diagonal, with no row exchanges, so the
-        # pivots are the Schur complements' diagonals, each at least E's smallest eigenvalue.
+        # E is SPD: eliminate in this order on the diagonal, with no row exchanges. Pivot i
+        # over E_ii is then the pivot of the Jacobi-scaled D^-1/2 E D^-1/2, at least its
+        # smallest eigenvalue (interlacing): near zero only when E is (nearly) singular, however
+        # the coefficients are scaled.
         self.lu = spla.splu(
             permuted,
             permc_spec="NATURAL",
             diag_pivot_thresh=0.0,
             options={"SymmetricMode": True},
         )
-        pivots = self.lu.U.diagonal()
-        if not pivots.min() > 1e-10 * np.abs(pivots).max():
+        relative = self.lu.U.diagonal() / permuted.diagonal()
+        worst = int(np.argmin(relative))
+        if not relative[worst] > 1e-10:
             raise RuntimeError(
-                f"pivot {pivots.min():.3g} against a largest of {np.abs(pivots).max():.3g}"
+                f"pivot {self.lu.U.diagonal()[worst]:.3g} where E's diagonal is "
+                f"{permuted.diagonal()[worst]:.3g}"
             )
 
     @property
