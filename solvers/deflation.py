@@ -131,16 +131,22 @@ class BlockDeflation:
         full = C.new_zeros(self._kept.numel(), C.shape[0]).index_put((self._kept,), C.T)
         return full.T.reshape(C.shape[0], *self.boxes)
 
+    def _restrict_grid(self, U: torch.Tensor) -> torch.Tensor:
+        """``(k, *grid) -> (k, m)``: the sums over the kept boxes."""
+        return self._box_sums(U).reshape(U.shape[0], -1)[:, self._kept]
+
+    def _prolong_grid(self, C: torch.Tensor) -> torch.Tensor:
+        """``(k, m) -> (k, *grid)``: each kept box's value on all its cells (solids included)."""
+        return self._box_fields(self._all_boxes(C))
+
     # ------------------------------------------------------------------ Z, Z^T, E^{-1}
     def restrict(self, Xt: torch.Tensor) -> torch.Tensor:
         """``Z^T x`` for a batch ``(k, n) -> (k, m)``."""
-        k = Xt.shape[0]
-        U = self.op.to_grid(Xt.T).movedim(-1, 0)
-        return self._box_sums(U).reshape(k, -1)[:, self._kept]
+        return self._restrict_grid(self.op.to_grid(Xt.T).movedim(-1, 0))
 
     def prolong(self, C: torch.Tensor) -> torch.Tensor:
         """``Z c`` for a batch ``(k, m) -> (k, n)``."""
-        return self.op.from_grid(self._box_fields(self._all_boxes(C)).movedim(0, -1)).T
+        return self.op.from_grid(self._prolong_grid(C).movedim(0, -1)).T
 
     def coarse_solve(self, Y: torch.Tensor) -> torch.Tensor:
         """``E^{-1} y`` for a batch ``(k, m)`` (float64 on the CPU, returned as ``Y``'s kind;
@@ -153,9 +159,8 @@ class BlockDeflation:
 
     def correction_grid(self, U: torch.Tensor) -> torch.Tensor:
         """:meth:`correction` on grid fields ``(k, *grid) -> (k, *grid)`` (zero in solids)."""
-        k = U.shape[0]
-        sums = self._box_sums(U * self._fluid).reshape(k, -1)[:, self._kept]
-        return self._box_fields(self._all_boxes(self.coarse_solve(sums))) * self._fluid
+        coarse = self.coarse_solve(self._restrict_grid(U * self._fluid))
+        return self._prolong_grid(coarse) * self._fluid
 
     def project(self, Qt: torch.Tensor, AQt: torch.Tensor) -> torch.Tensor:
         """``q - Z E^{-1} Z^T A q`` (A-orthogonal to ``range(Z)``), given ``A q``."""
