@@ -194,8 +194,10 @@ def _positive_float(text: str) -> float:
 
 
 def comparison_parser(doc: str, *, n: int, quick_n: int, epochs: int) -> argparse.ArgumentParser:
-    """The command line of an operator benchmark: grid, sample counts, epochs, threads, output
-    folder and a model subset; the defaults shrink under ``NEURALSOLVE_QUICK=1``."""
+    """The command line of an operator benchmark: grid, sample counts, epochs, optimizer and
+    lr, threads, output folder and a model subset; the defaults shrink under ``NEURALSOLVE_QUICK=1``."""
+    from neuralsolve.optim import available
+
     quick = quick_run()
     parser = argparse.ArgumentParser(
         description=doc.strip(), formatter_class=argparse.RawDescriptionHelpFormatter
@@ -209,8 +211,13 @@ def comparison_parser(doc: str, *, n: int, quick_n: int, epochs: int) -> argpars
         "--epochs", type=int, default=2 if quick else epochs, help="same for every model"
     )
     parser.add_argument(
+        "--optimizer", default="adamw", choices=[o for o in available() if o != "lbfgs"],
+        help="optimizer, the same for every model ('muon' orthogonalises FNO's and T1's "
+        "per-mode weights matrix by matrix; its lr is that of the matrices)",
+    )  # fmt: skip
+    parser.add_argument(
         "--lr", type=_positive_float, default=DEFAULT_LR,
-        help="AdamW learning rate, the same for every model",
+        help="learning rate, the same for every model",
     )  # fmt: skip
     parser.add_argument("--threads", type=int, default=2, help="torch.set_num_threads")
     parser.add_argument(
@@ -229,8 +236,8 @@ def run_comparison(
     half_grid: bool = False,
 ) -> list[dict[str, Any]]:
     """Generate (or reuse) ``problem``'s data with the project's generator, train every model
-    of ``specs`` with the benchmarks' shared budget (AdamW, lr ``args.lr`` (default 1e-3), weight
-    decay 1e-4, cosine, batch 20, seed 0), and write ``operators_<problem>.json`` / ``.png`` / ``.md`` to
+    of ``specs`` with the benchmarks' shared budget (``args.optimizer`` (default AdamW), lr
+    ``args.lr`` (default 1e-3), weight decay 1e-4, cosine, batch 20, seed 0), and write ``operators_<problem>.json`` / ``.png`` / ``.md`` to
     ``args.out``. ``half_grid`` also scores each model on the test set sub-sampled to half the
     grid. Prints the table and the target ratios (our FNO / neuraloperator's, LSM / FNO,
     T1 / FNO), and fails if a model learned nothing (test error >= 1)."""
@@ -256,7 +263,7 @@ def run_comparison(
     if half_grid:
         eval_data["half_grid"] = H5Dataset(data, range(args.train, samples), resolution=args.n // 2)
     config = TrainerConfig(
-        optimizer="adamw", optimizer_options={"weight_decay": 1e-4}, lr=args.lr,
+        optimizer=args.optimizer, optimizer_options={"weight_decay": 1e-4}, lr=args.lr,
         schedule="cosine", epochs=args.epochs, batch_size=10 if quick_run() else 20, seed=0,
         progress=None, log_every=10,
     )  # fmt: skip
@@ -264,6 +271,8 @@ def run_comparison(
     meta = {"problem": title, "train": args.train, "test": args.test, "epochs": args.epochs,
             "trainer": dict(vars(config))}  # fmt: skip
     stem = f"operators_{problem}" + (f"_{args.models.replace(',', '_')}" if args.models else "")
+    if args.optimizer != "adamw":
+        stem += f"_{args.optimizer}"
     if args.lr != DEFAULT_LR:
         stem += f"_lr{args.lr:g}"
     write_report(out / f"{stem}.json", rows, meta)

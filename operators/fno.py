@@ -69,7 +69,9 @@ class SpectralConv(nn.Module):
     """``y = F^-1[ R . F[x] ]`` on the lowest ``modes`` Fourier modes of each grid axis.
 
     The complex weights are stored as real tensors with a trailing axis of 2 (real, imaginary)
-    so that data-parallel wrappers and optimizers see only real parameters.
+    so that data-parallel wrappers and optimizers see only real parameters; they are marked
+    (:func:`neuralsolve.optim.matrix_dims`) as a stack of ``(in, out)`` matrices, one per mode
+    and part, which is how :class:`~neuralsolve.optim.Muon` orthogonalises them.
 
     Parameters
     ----------
@@ -80,11 +82,16 @@ class SpectralConv(nn.Module):
     """
 
     def __init__(self, in_channels: int, out_channels: int, modes: tuple[int, ...]) -> None:
+        from neuralsolve.optim.muon import matrix_dims  # here: optim imports the datasets
+
         super().__init__()
         self.modes = tuple(modes)
         kept = [2 * m for m in modes[:-1]] + [modes[-1]]
         std = math.sqrt(2.0 / (in_channels + out_channels)) / math.sqrt(2.0)
-        self.weight = nn.Parameter(torch.randn(in_channels, out_channels, *kept, 2) * std)
+        # one (in, out) matrix per mode and per real/imaginary part: Muon orthogonalises each
+        self.weight = matrix_dims(
+            nn.Parameter(torch.randn(in_channels, out_channels, *kept, 2) * std), (0, 1)
+        )
         d = len(modes)
         letters = _LETTERS[:d]
         self._equation = f"bi{letters},io{letters}->bo{letters}"

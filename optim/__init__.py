@@ -2,7 +2,8 @@
 
 * optimizers (torch.optim contract): :class:`Muon`, :class:`MFAC`, :class:`Sophia`,
   :class:`AdaHessian`, :class:`AdamP`, :class:`DiffGrad`, :class:`DCTLowRank`, :class:`LBFGS`;
-  by name with :func:`create`;
+  by name with :func:`create`; :func:`matrix_dims` marks a parameter as a stack of
+  matrices for Muon;
 * :mod:`neuralsolve.optim.curvature`: Hessian / GGN / Fisher operators, Hutchinson, Lanczos, SLQ;
 * :mod:`neuralsolve.optim.schedules`: warm-up + linear decay (default), cosine, WSD, constant;
 * :class:`Trainer` / :class:`TrainerConfig`: the training loop (progress, JSONL metrics, atomic
@@ -16,7 +17,7 @@ from .hessian_diagonal import AdaHessian, Sophia, gnb_loss
 from .lbfgs import LBFGS
 from .lowrank import DCTLowRank, dct_matrix
 from .mfac import MFAC
-from .muon import Muon, newton_schulz
+from .muon import Muon, matrix_dims, newton_schulz
 from .registry import OPTIMIZERS, available, create
 from .schedules import make_schedule
 from .trainer import Trainer, TrainerConfig, TrainResult, close_distributed
@@ -41,6 +42,7 @@ __all__ = [
     "dct_matrix",
     "gnb_loss",
     "make_schedule",
+    "matrix_dims",
     "newton_schulz",
     "schedules",
 ]

@@ -10,7 +10,10 @@ import torch
 
 from ._common import check_betas, check_number, run_closure
 
-__all__ = ["Muon", "newton_schulz"]
+__all__ = ["Muon", "matrix_dims", "newton_schulz"]
+
+# Name of the parameter attribute that tells Muon how to read a parameter as matrices.
+MATRIX_DIMS = "matrix_dims"
 
 # Quintic Newton-Schulz coefficients of Jordan et al. (2024), chosen to push the singular values of
 # a normalised matrix towards 1 quickly rather than exactly.
@@ -20,23 +23,27 @@ NS_COEFFICIENTS = (3.4445, -4.7750, 2.0315)
 def newton_schulz(
     G: torch.Tensor, steps: int = 5, eps: float = 1e-7, dtype: torch.dtype | None = None
 ) -> torch.Tensor:
-    """An approximate orthogonal polar factor ``U V^T`` of a matrix ``G = U S V^T``.
+    """An approximate orthogonal polar factor ``U V^T`` of a matrix ``G = U S V^T``, or of each
+    matrix in a stack ``G[..., :, :]``.
 
     ``X_0 = G / ||G||_F``, then ``X <- a X + (b A + c A^2) X`` with ``A = X X^H``, ``steps``
     times (on the short side). With the default 5 steps, the singular values of the result lie
     in about [0.6, 1.2] whenever ``sigma / ||G||_F >= 2e-3`` (checked in the tests): Muon needs
-    a direction, not an exact polar factor. Real and complex matrices. ``dtype`` runs the
-    iteration in another precision (the reference and ``torch.optim.Muon`` use bfloat16, fast
-    on GPUs); the result comes back in ``G``'s dtype.
+    a direction, not an exact polar factor. Real and complex matrices; a stack is normalised and
+    iterated matrix by matrix, in one batched computation. ``dtype`` runs the iteration in
+    another precision (the reference and ``torch.optim.Muon`` use bfloat16, fast on GPUs); the
+    result comes back in ``G``'s dtype.
     """
-    if G.ndim != 2:
-        raise ValueError(f"newton_schulz needs a matrix, got shape {tuple(G.shape)}")
+    if G.ndim < 2:
+        raise ValueError(
+            f"newton_schulz needs a matrix or a stack of matrices, got shape {tuple(G.shape)}"
+        )
     a, b, c = NS_COEFFICIENTS
     out_dtype = G.dtype
     if dtype is not None:
         G = G.to(dtype)
-    X = G / (torch.linalg.matrix_norm(G) + eps)
-    tall = X.shape[0] > X.shape[1]
+    X = G / (torch.linalg.matrix_norm(G, keepdim=True) + eps)
+    tall = X.shape[-2] > X.shape[-1]
     if tall:
         X = X.mH
     for _ in range(steps):
@@ -45,11 +52,39 @@ def newton_schulz(
     return (X.mH if tall else X).to(out_dtype)
 
 
+def matrix_dims(param: torch.Tensor, dims: tuple[int, int] | None) -> torch.Tensor:
+    """Tell :class:`Muon` how to read ``param`` as matrices; returns ``param``.
+
+    ``dims = (rows, cols)``: ``param`` is a stack of matrices along those two axes, indexed by
+    the others, and Muon orthogonalises each matrix on its own. This is the right geometry for
+    weights that act per mode, such as T1's per-mode channel mixing ``(modes, in, out)`` (dims
+    ``(1, 2)``): without the mark, Muon reads a parameter as ``(shape[0], rest)``, right for a
+    convolution kernel but for T1 one ``1024 x 32768`` matrix. ``dims = None``: not a matrix
+    (a bias or gain stored with several axes); Muon gives it AdamW.
+
+    The mark is an attribute of the parameter object: it follows ``module.to(...)`` but, as any
+    attribute, not ``copy.deepcopy`` (torch copies a parameter's data alone).
+    """
+    if dims is not None:
+        if len(dims) != 2:
+            raise ValueError(f"dims must be (rows, cols) or None, got {dims!r}")
+        rows, cols = (d % param.ndim if -param.ndim <= d < param.ndim else None for d in dims)
+        if rows is None or cols is None or rows == cols:
+            raise ValueError(
+                f"dims {dims!r} are not two different axes of a parameter of shape "
+                f"{tuple(param.shape)}"
+            )
+        dims = (rows, cols)
+    setattr(param, MATRIX_DIMS, dims)
+    return param
+
+
 class Muon(torch.optim.Optimizer):
     """Muon for matrix-shaped parameters, AdamW for the others, in one optimizer.
 
     For a parameter ``W`` of 2 or more dimensions (a convolution kernel is viewed as the matrix
-    ``(out, in * kh * kw)``) with gradient ``g``::
+    ``(out, in * kh * kw)``; a parameter marked by :func:`matrix_dims` as a stack of matrices
+    is orthogonalised matrix by matrix) with gradient ``g``::
 
         m <- beta m + (1 - beta) g                 # momentum (EMA form)
         u <- (1 - beta) g + beta m                 # Nesterov look-ahead (if nesterov)
@@ -57,8 +92,8 @@ class Muon(torch.optim.Optimizer):
           or (u / ||u||_F) / rms(cosh(u / ||u||_F))              # variant "auon"
         W <- W (1 - lr wd) - lr O
 
-    Parameters of fewer than 2 dimensions (biases, gains), or in a group with
-    ``use_muon=False`` (embeddings, heads), get AdamW with ``adamw_lr``, ``adamw_betas``,
+    Parameters of fewer than 2 dimensions (biases, gains), marked ``matrix_dims(p, None)``, or
+    in a group with ``use_muon=False`` (embeddings, heads), get AdamW with ``adamw_lr``, ``adamw_betas``,
     ``adamw_eps`` and the group's weight decay.
 
     References: K. Jordan et al., "Muon: an optimizer for hidden layers" (2024); the AuON
@@ -126,8 +161,10 @@ class Muon(torch.optim.Optimizer):
 
     @staticmethod
     def _is_matrix(p: torch.Tensor, group: dict[str, Any]) -> bool:
-        if group["use_muon"] is not None:
-            return bool(group["use_muon"]) and p.ndim >= 2
+        if group["use_muon"] is not None and not group["use_muon"]:
+            return False
+        if hasattr(p, MATRIX_DIMS):
+            return getattr(p, MATRIX_DIMS) is not None
         return p.ndim >= 2
 
     @torch.no_grad()
@@ -152,16 +189,23 @@ class Muon(torch.optim.Optimizer):
         beta = group["momentum"]
         m.lerp_(g, 1 - beta)
         u = torch.lerp(g, m, beta) if group["nesterov"] else m
-        mat = u.reshape(u.shape[0], -1)
+        dims = getattr(p, MATRIX_DIMS, None)
+        if dims is None:
+            mat = u.reshape(u.shape[0], -1)
+        else:  # contiguous: batched matmuls on a strided stack copy it at every product
+            mat = torch.movedim(u, dims, (-2, -1)).contiguous()
+        rows, cols = mat.shape[-2:]
         if group["variant"] == "muon":
             ortho = newton_schulz(mat, group["ns_steps"], dtype=group["ns_dtype"])
-            update = ortho * math.sqrt(max(1.0, mat.shape[0] / mat.shape[1]))
+            update = ortho * math.sqrt(max(1.0, rows / cols))
         else:
-            normed = mat / (torch.linalg.matrix_norm(mat) + 1e-12)
-            update = normed / torch.sqrt(torch.mean(torch.cosh(normed.abs()) ** 2))
+            norm = torch.linalg.matrix_norm(mat, keepdim=True)
+            normed = mat / (norm + 1e-12)
+            update = normed / torch.sqrt(torch.mean(torch.cosh(normed.abs()) ** 2, (-2, -1), True))
+        update = update.reshape(p.shape) if dims is None else torch.movedim(update, (-2, -1), dims)
         if group["weight_decay"]:
             p.mul_(1 - group["lr"] * group["weight_decay"])
-        p.add_(update.reshape(p.shape), alpha=-group["lr"])
+        p.add_(update, alpha=-group["lr"])
 
     def _adamw_update(self, p: torch.Tensor, group: dict[str, Any]) -> None:
         g = p.grad

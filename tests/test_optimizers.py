@@ -21,6 +21,7 @@ from neuralsolve.optim import (
     Muon,
     Sophia,
     dct_matrix,
+    matrix_dims,
     newton_schulz,
 )
 from neuralsolve.optim.mfac import woodbury_inverse_fisher
@@ -180,6 +181,69 @@ def test_muon_first_step() -> None:
     u = (1 - beta) * g + beta * (1 - beta) * g
     expected = before - lr * newton_schulz(u) * math.sqrt(4 / 3)
     np.testing.assert_allclose(W.detach().numpy(), expected.numpy(), rtol=1e-12)
+
+
+def test_newton_schulz_on_a_stack_equals_it_on_each_matrix() -> None:
+    gen = torch.Generator().manual_seed(3)
+    G = torch.randn(5, 7, 4, generator=gen) * torch.logspace(-2, 2, 5).view(5, 1, 1)
+    stacked = newton_schulz(G)
+    for k in range(5):
+        np.testing.assert_allclose(stacked[k].numpy(), newton_schulz(G[k]).numpy(), rtol=1e-12)
+    with pytest.raises(ValueError, match="needs a matrix or a stack of matrices, got shape"):
+        newton_schulz(torch.randn(4))
+
+
+def test_muon_orthogonalises_a_marked_stack_matrix_by_matrix() -> None:
+    """A parameter marked as a stack (here (in, out) per mode, on axes (0, 2) of a
+    (in, modes, out) tensor) gets one Newton-Schulz direction per matrix, each scaled by its
+    own sqrt(rows / cols); an unmarked one is read as (shape[0], rest)."""
+    torch.manual_seed(4)
+    beta, lr = 0.95, 0.02
+    g = torch.randn(6, 3, 4)
+    u = (1 - beta) * g + beta * (1 - beta) * g  # first Nesterov step from m = 0
+
+    W = matrix_dims(torch.nn.Parameter(torch.zeros(6, 3, 4)), (0, 2))
+    W.grad = g.clone()
+    Muon([W], lr=lr).step()
+    for k in range(3):
+        expected = -lr * newton_schulz(u[:, k, :]) * math.sqrt(6 / 4)
+        np.testing.assert_allclose(W.detach()[:, k, :].numpy(), expected.numpy(), rtol=1e-12)
+
+    flat = torch.nn.Parameter(torch.zeros(6, 3, 4))
+    flat.grad = g.clone()
+    Muon([flat], lr=lr).step()
+    expected = -lr * newton_schulz(u.reshape(6, 12)).reshape(6, 3, 4)
+    np.testing.assert_allclose(flat.detach().numpy(), expected.numpy(), rtol=1e-12)
+
+
+def test_muon_gives_a_parameter_marked_not_a_matrix_adamw() -> None:
+    torch.manual_seed(5)
+    g = torch.randn(3, 4, 4)
+    b = matrix_dims(torch.nn.Parameter(torch.randn(3, 4, 4)), None)
+    start = b.detach().clone()
+    b.grad = g.clone()
+    Muon([b], lr=0.02, adamw_lr=1e-3, weight_decay=0.1).step()
+    ref = torch.nn.Parameter(start.clone())
+    ref.grad = g.clone()
+    torch.optim.AdamW([ref], lr=1e-3, betas=(0.9, 0.95), eps=1e-10, weight_decay=0.1).step()
+    np.testing.assert_allclose(b.detach().numpy(), ref.detach().numpy(), rtol=1e-12)
+
+
+@pytest.mark.parametrize("dims", [(0,), (1, 1), (0, 3), (-4, 0)])
+def test_matrix_dims_refuses_axes_that_are_not_two_different_axes(dims) -> None:
+    with pytest.raises(ValueError, match="dims"):
+        matrix_dims(torch.nn.Parameter(torch.zeros(2, 3, 4)), dims)
+
+
+def test_t1_and_fno_mark_their_per_mode_weights_as_stacks_of_matrices() -> None:
+    model = ns.operators.create("t1", modes=4, width=3, layers=1, resolution=8)
+    block = model.blocks[0]
+    assert block.channel.matrix_dims == (1, 2)
+    assert all(S.matrix_dims == (1, 2) for S in block.axis)
+    assert block.bias.matrix_dims == (1, 2)  # one (k_x, k_y) matrix per channel
+    assert not hasattr(model.lift.weight, "matrix_dims")  # a plain matrix: Muon's default
+    fno = ns.operators.create("fno", modes=3, width=4, layers=1)
+    assert fno.spectral[0].weight.matrix_dims == (0, 1)  # (in, out) per mode and part
 
 
 def test_dct_lowrank_with_full_rank_is_adam_and_low_rank_projects() -> None:
