@@ -237,10 +237,11 @@ def run_comparison(
 ) -> list[dict[str, Any]]:
     """Generate (or reuse) ``problem``'s data with the project's generator, train every model
     of ``specs`` with the benchmarks' shared budget (``args.optimizer`` (default AdamW), lr
-    ``args.lr`` (default 1e-3), weight decay 1e-4, cosine, batch 20, seed 0), and write ``operators_<problem>.json`` / ``.png`` / ``.md`` to
-    ``args.out``. ``half_grid`` also scores each model on the test set sub-sampled to half the
-    grid. Prints the table and the target ratios (our FNO / neuraloperator's, LSM / FNO,
-    T1 / FNO), and fails if a model learned nothing (test error >= 1)."""
+    ``args.lr`` (default 1e-3), weight decay 1e-4, cosine, batch 20, seed 0), and write
+    ``operators_<problem>.json`` / ``.png`` / ``.md`` to ``args.out``. ``half_grid`` also
+    scores each model on the test set sub-sampled to half the grid. Prints the table and the
+    target ratios (our FNO / neuraloperator's, LSM / FNO, T1 / FNO), and fails if a model
+    learned nothing (test error >= 1)."""
     from neuralsolve.datasets import H5Dataset
     from neuralsolve.datasets.generators import generate
     from neuralsolve.optim import TrainerConfig
