@@ -5,7 +5,8 @@ pseudo-spectral ETDRK4 generator (cached). FNO, DeepONet, LSM and T1 (the FFT va
 problem is periodic) with the same budget; neuraloperator's FNO too when installed.
 
 Run: python examples/operators_burgers.py [--n 256] [--train 1000] [--test 200] [--epochs 20]
-(NEURALSOLVE_QUICK=1 for a small smoke run). Writes operators_burgers.json / .png / .md.
+[--optimizer adamw] [--lr 1e-3] (NEURALSOLVE_QUICK=1 for a small smoke run).
+Writes operators_burgers.json / .png / .md (an optimizer other than AdamW adds its name).
 """
 
 from __future__ import annotations

@@ -1,7 +1,8 @@
 """Neural operators side by side on Darcy flow: FNO, DeepONet, LSM and T1 (ours), and
 neuraloperator's FNO when that package is installed (``pip install neuraloperator``; a
 benchmark extra, never a dependency), all trained on the same generated data with the same
-budget (AdamW, lr 1e-3, weight decay 1e-4, cosine schedule, batch 20, same epochs, same seed).
+budget (AdamW by default, lr 1e-3, weight decay 1e-4, cosine schedule, batch 20, same epochs,
+same seed).
 
 Data: ``-div(a grad u) = 1`` on the unit square, ``a`` in {12, 3} from a thresholded Gaussian
 random field as in the FNO paper, solved with our pcg-amg to rtol 1e-10 (cached in the output
@@ -9,8 +10,9 @@ folder). Reported per model: test relative L2 (mean, median, max), parameters, s
 epoch, inference ms per sample, and the error on the test set sub-sampled to half the grid
 (models that are not resolution-invariant still run there; their number says how badly).
 
-Run: python examples/operators_darcy.py [--n 64] [--train 1000] [--test 200] [--epochs 25] [--lr 1e-3]
-(NEURALSOLVE_QUICK=1 for a small smoke run). Writes operators_darcy.json / .png / .md.
+Run: python examples/operators_darcy.py [--n 64] [--train 1000] [--test 200] [--epochs 25]
+[--optimizer adamw] [--lr 1e-3] (NEURALSOLVE_QUICK=1 for a small smoke run).
+Writes operators_darcy.json / .png / .md (an optimizer other than AdamW adds its name).
 """
 
 from __future__ import annotations

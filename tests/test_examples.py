@@ -38,20 +38,22 @@ def test_dcdm_optimizers_refuses_an_unknown_network() -> None:
     assert "unknown network(s) ['cnn']; available: unet, paper" in result.stderr
 
 
-def test_operator_benchmark_takes_the_learning_rate(tmp_path: Path) -> None:
-    """`--lr` reaches every model's trainer and names the output files (a run at another lr
-    must not overwrite the default one's)."""
+def test_operator_benchmark_takes_the_optimizer_and_learning_rate(tmp_path: Path) -> None:
+    """`--optimizer` and `--lr` reach every model's trainer and name the output files (a run
+    with other settings must not overwrite the default one's)."""
     import json
 
     script = next(p for p in EXAMPLES if p.stem == "operators_darcy")
     env = {**os.environ, "NEURALSOLVE_QUICK": "1"}
     result = subprocess.run(
-        [sys.executable, str(script), "--models", "t1", "--lr", "3e-3", "--out", str(tmp_path)],
+        [sys.executable, str(script), "--models", "t1", "--optimizer", "muon", "--lr", "3e-3",
+         "--out", str(tmp_path)],
         capture_output=True, text=True, env=env, timeout=300,
     )  # fmt: skip
     assert result.returncode == 0, result.stdout + result.stderr
-    report = json.loads((tmp_path / "operators_darcy_t1_lr0.003.json").read_text())
+    report = json.loads((tmp_path / "operators_darcy_t1_muon_lr0.003.json").read_text())
     assert report["meta"]["trainer"]["lr"] == 3e-3
+    assert report["meta"]["trainer"]["optimizer"] == "muon"
     assert [r["label"] for r in report["results"]] == ["t1"]
 
 
@@ -62,3 +64,9 @@ def test_operator_benchmark_refuses_a_bad_learning_rate() -> None:
     )
     assert result.returncode == 2
     assert "argument --lr: must be a positive number, got '-1'" in result.stderr
+    result = subprocess.run(
+        [sys.executable, str(script), "--optimizer", "adamx"],
+        capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert result.returncode == 2
+    assert "argument --optimizer: invalid choice: 'adamx' (choose from 'muon'" in result.stderr
