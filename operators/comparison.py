@@ -155,6 +155,7 @@ def plot_comparison(path: str | Path, rows: list[dict[str, Any]], title: str) ->
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    import matplotlib.ticker
 
     fig, axes = plt.subplots(1, 3, figsize=(15, 4.2))
     for r in rows:
@@ -170,6 +171,10 @@ def plot_comparison(path: str | Path, rows: list[dict[str, Any]], title: str) ->
     axes[1].set(xlabel="seconds", ylabel="training loss")
     axes[2].set(xlabel="seconds per epoch", ylabel="test relative L2", xscale="log",
                 yscale="log", title="error vs cost")  # fmt: skip
+    for axis in (axes[2].xaxis, axes[2].yaxis):  # plain numbers at 1, 2, 5 x 10^k
+        axis.set_major_locator(matplotlib.ticker.LogLocator(subs=(1.0, 2.0, 5.0)))
+        axis.set_major_formatter(matplotlib.ticker.FormatStrFormatter("%g"))
+        axis.set_minor_formatter(matplotlib.ticker.NullFormatter())
     axes[0].legend(fontsize=8)
     for ax in axes:
         ax.grid(True, which="both", alpha=0.3)
@@ -277,7 +282,7 @@ def run_comparison(
     if args.lr != DEFAULT_LR:
         stem += f"_lr{args.lr:g}"
     write_report(out / f"{stem}.json", rows, meta)
-    plot_comparison(out / f"{stem}.png", rows, title)
+    plot_comparison(out / f"{stem}.png", rows, f"{title}: {args.optimizer}, lr {args.lr:g}")
     table = format_table(rows, extra=[f"rel_l2_{k}" for k in eval_data])
     with atomic_path(out / f"{stem}.md") as tmp:
         tmp.write_text(table + "\n")
