@@ -200,7 +200,8 @@ def _positive_float(text: str) -> float:
 
 def comparison_parser(doc: str, *, n: int, quick_n: int, epochs: int) -> argparse.ArgumentParser:
     """The command line of an operator benchmark: grid, sample counts, epochs, optimizer and
-    lr, threads, output folder and a model subset; the defaults shrink under ``NEURALSOLVE_QUICK=1``."""
+    lr, threads, output folder and a model subset; the defaults shrink under
+    ``NEURALSOLVE_QUICK=1``."""
     from neuralsolve.optim import available
 
     quick = quick_run()

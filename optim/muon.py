@@ -59,7 +59,8 @@ def matrix_dims(param: torch.Tensor, dims: tuple[int, int] | None) -> torch.Tens
     the others, and Muon orthogonalises each matrix on its own. This is the right geometry for
     weights that act per mode, such as T1's per-mode channel mixing ``(modes, in, out)`` (dims
     ``(1, 2)``): without the mark, Muon reads a parameter as ``(shape[0], rest)``, right for a
-    convolution kernel but for T1 one ``1024 x 32768`` matrix. ``dims = None``: not a matrix
+    convolution kernel but for T1's 1024 per-mode ``32 x 32`` matrices one ``1024 x 1024``
+    matrix. ``dims = None``: not a matrix
     (a bias or gain stored with several axes); Muon gives it AdamW.
 
     The mark is an attribute of the parameter object: it follows ``module.to(...)`` but, as any
@@ -68,7 +69,10 @@ def matrix_dims(param: torch.Tensor, dims: tuple[int, int] | None) -> torch.Tens
     if dims is not None:
         if len(dims) != 2:
             raise ValueError(f"dims must be (rows, cols) or None, got {dims!r}")
-        rows, cols = (d % param.ndim if -param.ndim <= d < param.ndim else None for d in dims)
+        rows, cols = (
+            d % param.ndim if isinstance(d, int) and -param.ndim <= d < param.ndim else None
+            for d in dims
+        )
         if rows is None or cols is None or rows == cols:
             raise ValueError(
                 f"dims {dims!r} are not two different axes of a parameter of shape "
@@ -93,8 +97,8 @@ class Muon(torch.optim.Optimizer):
         W <- W (1 - lr wd) - lr O
 
     Parameters of fewer than 2 dimensions (biases, gains), marked ``matrix_dims(p, None)``, or
-    in a group with ``use_muon=False`` (embeddings, heads), get AdamW with ``adamw_lr``, ``adamw_betas``,
-    ``adamw_eps`` and the group's weight decay.
+    in a group with ``use_muon=False`` (embeddings, heads), get AdamW with ``adamw_lr``,
+    ``adamw_betas``, ``adamw_eps`` and the group's weight decay.
 
     References: K. Jordan et al., "Muon: an optimizer for hidden layers" (2024); the AuON
     variant (arXiv 2509.24320) normalises the momentum instead of orthogonalising it, so its

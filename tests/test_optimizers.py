@@ -229,7 +229,7 @@ def test_muon_gives_a_parameter_marked_not_a_matrix_adamw() -> None:
     np.testing.assert_allclose(b.detach().numpy(), ref.detach().numpy(), rtol=1e-12)
 
 
-@pytest.mark.parametrize("dims", [(0,), (1, 1), (0, 3), (-4, 0)])
+@pytest.mark.parametrize("dims", [(0,), (1, 1), (0, 3), (-4, 0), (0.0, 1)])
 def test_matrix_dims_refuses_axes_that_are_not_two_different_axes(dims) -> None:
     with pytest.raises(ValueError, match="dims"):
         matrix_dims(torch.nn.Parameter(torch.zeros(2, 3, 4)), dims)
