@@ -60,8 +60,8 @@ def matrix_dims(param: torch.Tensor, dims: tuple[int, int] | None) -> torch.Tens
     weights that act per mode, such as T1's per-mode channel mixing ``(modes, in, out)`` (dims
     ``(1, 2)``): without the mark, Muon reads a parameter as ``(shape[0], rest)``, right for a
     convolution kernel but for T1's 1024 per-mode ``32 x 32`` matrices one ``1024 x 1024``
-    matrix. ``dims = None``: not a matrix
-    (a bias or gain stored with several axes); Muon gives it AdamW.
+    matrix. ``dims = None``: not a matrix (a bias or gain stored with several axes); Muon gives
+    it AdamW.
 
     The mark is an attribute of the parameter object: it follows ``module.to(...)`` but, as any
     attribute, not ``copy.deepcopy`` (torch copies a parameter's data alone).
