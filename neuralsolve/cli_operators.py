@@ -50,6 +50,8 @@ GENERATOR_SUMMARIES = {
     "darcy": "2-D Darcy flow -div(a grad u) = 1, a in {12, 3} from a thresholded GRF (FNO's data)",
     "burgers": "1-D viscous Burgers, periodic: u0 -> u(t_final), pseudo-spectral ETDRK4",
     "poisson": "2-D Poisson -lap u = f with random (GRF) sources, zero Dirichlet",
+    "navier_stokes": "2-D Navier-Stokes vorticity, periodic, FNO forcing: w0 -> w(t_final), "
+    "pseudo-spectral ETDRK4",
 }
 
 

@@ -198,10 +198,12 @@ def _positive_float(text: str) -> float:
     return value
 
 
-def comparison_parser(doc: str, *, n: int, quick_n: int, epochs: int) -> argparse.ArgumentParser:
+def comparison_parser(
+    doc: str, *, n: int, quick_n: int, epochs: int, quick_epochs: int = 2
+) -> argparse.ArgumentParser:
     """The command line of an operator benchmark: grid, sample counts, epochs, optimizer and
     lr, threads, output folder and a model subset; the defaults shrink under
-    ``NEURALSOLVE_QUICK=1``."""
+    ``NEURALSOLVE_QUICK=1`` (grid ``quick_n``, 40 / 10 samples, ``quick_epochs``)."""
     from neuralsolve.optim import available
 
     quick = quick_run()
@@ -214,7 +216,7 @@ def comparison_parser(doc: str, *, n: int, quick_n: int, epochs: int) -> argpars
     parser.add_argument("--train", type=int, default=40 if quick else 1000, help="training samples")
     parser.add_argument("--test", type=int, default=10 if quick else 200, help="test samples")
     parser.add_argument(
-        "--epochs", type=int, default=2 if quick else epochs, help="same for every model"
+        "--epochs", type=int, default=quick_epochs if quick else epochs, help="same for every model"
     )
     parser.add_argument(
         "--optimizer", default="adamw", choices=[o for o in available() if o != "lbfgs"],

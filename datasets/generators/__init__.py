@@ -1,6 +1,6 @@
 """Training data for neural operators, made with the project's own solvers.
 
-Three generators, each a function that maps a range of sample indices to an
+Four generators, each a function that maps a range of sample indices to an
 :class:`OperatorData` (inputs, outputs, coordinates and the parameters that made them):
 
 * :func:`darcy`: 2-D Darcy flow ``-div(a grad u) = 1`` on the unit square, ``u = 0`` on the
@@ -9,6 +9,9 @@ Three generators, each a function that maps a range of sample indices to an
 * :func:`burgers`: 1-D viscous Burgers ``u_t + (u^2/2)_x = nu u_xx`` on the periodic unit
   interval: the map ``u(0) -> u(t_final)``. Solved pseudo-spectrally with ETDRK4, all samples of
   a call at once.
+* :func:`navier_stokes`: 2-D incompressible Navier-Stokes in vorticity form on the periodic unit
+  square with the FNO forcing: the map ``omega(0) -> omega(t_final)``. Solved pseudo-spectrally
+  with ETDRK4, all samples of a call at once.
 * :func:`poisson`: ``-lap u = f`` on the unit square, ``u = 0`` on the boundary, ``f`` a Gaussian
   random field: the map ``f -> u``. All samples share one matrix and are solved as one batched
   CG solve (``b`` of shape ``(n^2, k)``, converging per column).
@@ -49,8 +52,13 @@ from tqdm.auto import tqdm
 from .burgers_data import burgers
 from .common import OperatorData, _int, _show
 from .darcy_data import darcy
+from .navier_stokes_data import navier_stokes
 from .poisson_data import poisson
-from .random_fields import burgers_initial_condition, gaussian_random_field
+from .random_fields import (
+    burgers_initial_condition,
+    gaussian_random_field,
+    vorticity_initial_condition,
+)
 
 __all__ = [
     "GENERATORS",
@@ -60,13 +68,16 @@ __all__ = [
     "darcy",
     "gaussian_random_field",
     "generate",
+    "navier_stokes",
     "poisson",
+    "vorticity_initial_condition",
 ]
 
 GENERATORS: dict[str, Callable[..., OperatorData]] = {
     "darcy": darcy,
     "burgers": burgers,
     "poisson": poisson,
+    "navier_stokes": navier_stokes,
 }
 
 
@@ -95,7 +106,7 @@ def generate(
 
     Parameters
     ----------
-    name : {"darcy", "burgers", "poisson"}
+    name : {"darcy", "burgers", "poisson", "navier_stokes"}
         The generator.
     out : str or Path, optional
         Without it, the generator is called once and its :class:`OperatorData` returned. With
