@@ -32,6 +32,7 @@ __all__ = [
     "comparison_parser",
     "format_table",
     "plot_comparison",
+    "positive_float",
     "run_comparison",
     "write_report",
 ]
@@ -191,7 +192,8 @@ def quick_run() -> bool:
     return bool(os.environ.get("NEURALSOLVE_QUICK"))
 
 
-def _positive_float(text: str) -> float:
+def positive_float(text: str) -> float:
+    """An argparse ``type``: a finite number > 0, else a usage error that quotes the text."""
     value = float(text)
     if not 0.0 < value < float("inf"):
         raise argparse.ArgumentTypeError(f"must be a positive number, got {text!r}")
@@ -224,7 +226,7 @@ def comparison_parser(
         "per-mode weights matrix by matrix; its lr is that of the matrices)",
     )  # fmt: skip
     parser.add_argument(
-        "--lr", type=_positive_float, default=DEFAULT_LR,
+        "--lr", type=positive_float, default=DEFAULT_LR,
         help="learning rate, the same for every model",
     )  # fmt: skip
     parser.add_argument("--threads", type=int, default=2, help="torch.set_num_threads")
@@ -242,14 +244,16 @@ def run_comparison(
     *,
     title: str,
     half_grid: bool = False,
+    generator_options: Mapping[str, float] | None = None,
 ) -> list[dict[str, Any]]:
     """Generate (or reuse) ``problem``'s data with the project's generator, train every model
     of ``specs`` with the benchmarks' shared budget (``args.optimizer`` (default AdamW), lr
     ``args.lr`` (default 1e-3), weight decay 1e-4, cosine, batch 20, seed 0), and write
     ``operators_<problem>.json`` / ``.png`` / ``.md`` to ``args.out``. ``half_grid`` also
-    scores each model on the test set sub-sampled to half the grid. Prints the table and the
-    target ratios (our FNO / neuraloperator's, LSM / FNO, T1 / FNO), and fails if a model
-    learned nothing (test error >= 1)."""
+    scores each model on the test set sub-sampled to half the grid. ``generator_options``
+    (numbers, e.g. ``{"t_final": 10}``) go to the generator and name the data and output files
+    (``_t_final10``). Prints the table and the target ratios (our FNO / neuraloperator's, LSM /
+    FNO, T1 / FNO), and fails if a model learned nothing (test error >= 1)."""
     from neuralsolve.datasets import H5Dataset
     from neuralsolve.datasets.generators import generate
     from neuralsolve.optim import TrainerConfig
@@ -263,9 +267,11 @@ def run_comparison(
     torch.set_num_threads(args.threads)
     out = Path(args.out)
     samples = args.train + args.test
-    data = out / f"{problem}{args.n}_{samples}.h5"
+    options = dict(generator_options or {})
+    variant = "".join(f"_{key}{value:g}" for key, value in sorted(options.items()))
+    data = out / f"{problem}{args.n}_{samples}{variant}.h5"
     if not data.exists():
-        generate(problem, n=args.n, samples=samples, seed=0, out=data)
+        generate(problem, n=args.n, samples=samples, seed=0, out=data, **options)
     train = H5Dataset(data, range(args.train))
     test = H5Dataset(data, range(args.train, samples))
     eval_data = {}
@@ -278,8 +284,9 @@ def run_comparison(
     )  # fmt: skip
     rows = compare_operators(specs, train, test, config, eval_data=eval_data)
     meta = {"problem": title, "train": args.train, "test": args.test, "epochs": args.epochs,
-            "trainer": dict(vars(config))}  # fmt: skip
-    stem = f"operators_{problem}" + (f"_{args.models.replace(',', '_')}" if args.models else "")
+            "data": str(data), "generator_options": options, "trainer": dict(vars(config))}  # fmt: skip
+    stem = f"operators_{problem}{variant}"
+    stem += f"_{args.models.replace(',', '_')}" if args.models else ""
     if args.optimizer != "adamw":
         stem += f"_{args.optimizer}"
     if args.lr != DEFAULT_LR:

@@ -70,3 +70,23 @@ def test_operator_benchmark_refuses_a_bad_learning_rate() -> None:
     )  # fmt: skip
     assert result.returncode == 2
     assert "argument --optimizer: invalid choice: 'adamx' (choose from 'muon'" in result.stderr
+
+
+def test_navier_stokes_benchmark_takes_the_horizon(tmp_path: Path) -> None:
+    """`--t-final` reaches the generator and names the data and report files."""
+    import json
+
+    import h5py
+
+    script = next(p for p in EXAMPLES if p.stem == "operators_navier_stokes")
+    env = {**os.environ, "NEURALSOLVE_QUICK": "1"}
+    result = subprocess.run(
+        [sys.executable, str(script), "--models", "t1", "--t-final", "0.5", "--out",
+         str(tmp_path)],
+        capture_output=True, text=True, env=env, timeout=300,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stdout + result.stderr
+    report = json.loads((tmp_path / "operators_navier_stokes_t_final0.5_t1.json").read_text())
+    assert report["meta"]["generator_options"] == {"t_final": 0.5}
+    with h5py.File(tmp_path / "navier_stokes16_50_t_final0.5.h5", "r") as f:
+        assert json.loads(f.attrs["parameters"])["t_final"] == 0.5
