@@ -23,6 +23,11 @@ def models(n: int) -> dict:
     specs = {
         # the Darcy benchmark's FNO, without padding: the problem is periodic
         "fno": ("fno", {"modes": min(12, n // 2), "width": 32, "layers": 4}),
+        # with a gated channel MLP after each layer, as neuraloperator's FNO has
+        "fno-mlp": (
+            "fno",
+            {"modes": min(12, n // 2), "width": 32, "layers": 4, "channel_mlp": True},
+        ),
         "deeponet": ("deeponet", {"branch": "cnn", "width": 128, "basis": 128}),
         "lsm": ("lsm", {"width": 32, "patch": max(1, n // 16), "periodic": True}),
         # the T1 paper's width and depth, with the FFT (the problem is periodic) on FNO's

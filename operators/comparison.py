@@ -284,7 +284,8 @@ def run_comparison(
     )  # fmt: skip
     rows = compare_operators(specs, train, test, config, eval_data=eval_data)
     meta = {"problem": title, "train": args.train, "test": args.test, "epochs": args.epochs,
-            "data": str(data), "generator_options": options, "trainer": dict(vars(config))}  # fmt: skip
+            "data": str(data), "generator_options": options,
+            "trainer": dict(vars(config))}  # fmt: skip
     stem = f"operators_{problem}{variant}"
     stem += f"_{args.models.replace(',', '_')}" if args.models else ""
     if args.optimizer != "adamw":

@@ -98,6 +98,29 @@ def test_every_parameter_gets_a_gradient(name: str) -> None:
     assert not missing
 
 
+@pytest.mark.parametrize("grid", [(32,), (16, 12), (8, 8, 8)])
+def test_fno_channel_mlp_matches_its_formula(grid: tuple[int, ...]) -> None:
+    # v_{l+1} = act(M_l(act(F^-1 R F v + W v)) + g_l v), no act after the last layer
+    torch.manual_seed(0)
+    model = create("fno", dim=len(grid), modes=3, width=6, layers=3, channel_mlp=True).double()
+    with torch.no_grad():
+        model.gates.uniform_(-2, 2)
+    a = torch.randn(2, 1, *grid, dtype=torch.float64)
+    v = model.lift(with_coordinates(a))
+    for i in range(3):
+        w = model.spectral[i](v) + model.pointwise[i](v)
+        w = torch.nn.functional.gelu(w) if i < 2 else w
+        w = model.mlps[i](w) + model.gates[i].view(1, -1, *(1,) * len(grid)) * v
+        v = torch.nn.functional.gelu(w) if i < 2 else w
+    torch.testing.assert_close(model(a), model.head(v), rtol=0, atol=1e-13)
+    model(a).square().mean().backward()
+    missing = [n for n, p in model.named_parameters() if p.grad is None or not p.grad.abs().sum()]
+    assert not missing
+    assert model.gates.matrix_dims is None  # Muon's AdamW group, not one matrix
+    with pytest.raises(TypeError, match="channel_mlp must be True or False, got 1"):
+        create("fno", channel_mlp=1)
+
+
 def test_t1_fft_variant_and_coarser_grids() -> None:
     model = create("t1", transform="fft", modes=6, width=8, layers=1, resolution=16)
     assert model(torch.randn(2, 1, 16, 16)).shape == (2, 1, 16, 16)
