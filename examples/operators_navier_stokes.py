@@ -3,8 +3,8 @@ setting of the T1 paper): the map ``omega(x, 0) -> omega(x, 50)`` for
 ``omega_t + u.grad omega = nu lap omega + f`` on the periodic unit square, ``nu = 1e-3``,
 ``f = 0.1 (sin(2 pi (x + y)) + cos(2 pi (x + y)))``, initial vorticity from the FNO data's
 Gaussian random field; data from our pseudo-spectral ETDRK4 generator (cached; about 20 minutes
-for 1200 samples on 2 cores). FNO, DeepONet, LSM and T1 with the same budget; neuraloperator's
-FNO too when installed.
+for 1200 samples on 2 cores). FNO (the paper's, and with a gated channel MLP per layer),
+DeepONet, LSM and T1 with the same budget; neuraloperator's FNO too when installed.
 
 Run: python examples/operators_navier_stokes.py [--n 64] [--train 1000] [--test 200]
 [--epochs 20] [--optimizer adamw] [--lr 1e-3] [--t-final 50] (NEURALSOLVE_QUICK=1 for a small
