@@ -89,8 +89,8 @@ def test_nonlinear_term_against_a_hand_computation() -> None:
     L, nonlinear, _ = ns._navier_stokes_terms(n, 0.01, forcing, 1e-3)
     got = nonlinear(scipy.fft.rfft2(w)[None].reshape(1, -1)).reshape(n, n // 2 + 1)
     np.testing.assert_allclose(got, scipy.fft.rfft2(forcing - advection), rtol=0, atol=1e-11)
-    kx, ky, _ = ns._wave_numbers(n)
-    np.testing.assert_allclose(L, (-0.01 * (kx**2 + ky**2)).ravel())
+    mx, my, _ = ns._modes(n)
+    np.testing.assert_allclose(L, (-0.01 * 4 * np.pi**2 * (mx**2 + my**2)).ravel())
 
 
 def test_nonlinear_term_is_dealiased() -> None:

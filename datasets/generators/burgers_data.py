@@ -3,7 +3,6 @@ ETDRK4 in time (Cox & Matthews 2002; contour coefficients of Kassam & Trefethen 
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable
 from typing import Any
 
@@ -11,7 +10,7 @@ import numpy as np
 import scipy.fft
 
 from .common import OperatorData, _bar, _covariance, _float, _sampling
-from .etdrk4 import _BlowUp, _etdrk4
+from .etdrk4 import _blow_up_error, _BlowUp, _etdrk4, _step_count
 from .random_fields import _even, burgers_initial_condition
 
 __all__ = ["burgers"]
@@ -155,8 +154,7 @@ def burgers(
     sigma = _float("sigma", sigma)
     tau, alpha = _covariance(tau, alpha)
     dt_max = min(BURGERS_MAX_DT, t_final) if dt is None else _float("dt", dt)
-    steps = max(1, math.ceil(t_final / dt_max * (1 - 1e-12)))
-    h = t_final / steps
+    steps, h = _step_count(t_final, dt_max)
 
     u0 = np.stack(
         [
@@ -183,11 +181,8 @@ def burgers(
         try:
             uT = _burgers_solve(u0, nu, t_final, steps, bar=bar)
         except _BlowUp as err:
-            bad = [start + int(r) for r in err.rows]
-            raise RuntimeError(
-                f"burgers samples {bad} became NaN or infinite by step {err.step} of {steps} "
-                f"(t = {err.step * h:g}, dt = {h:g}, nu = {nu:g}, n = {n}); pass a smaller dt"
-            ) from None
+            context = f"nu = {nu:g}, n = {n}"
+            raise _blow_up_error("burgers", err, start, steps, h, context) from None
     parameters = {
         "n": n,
         "samples": samples,

@@ -12,6 +12,7 @@ A.-K. Kassam, L. N. Trefethen, "Fourth-order time-stepping for stiff PDEs", SIAM
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from typing import Any
 
@@ -111,3 +112,23 @@ def _etdrk4(
             if bar is not None:
                 bar.update(1)
     return v
+
+
+def _step_count(t_final: float, dt_max: float) -> tuple[int, float]:
+    """The number of equal steps that covers ``t_final`` with steps of at most ``dt_max``, and
+    the step: ``t_final / ceil(t_final / dt_max)`` (a ratio a rounding error above an integer
+    does not add a step)."""
+    steps = max(1, math.ceil(t_final / dt_max * (1 - 1e-12)))
+    return steps, t_final / steps
+
+
+def _blow_up_error(
+    pde: str, err: _BlowUp, start: int, steps: int, h: float, context: str
+) -> RuntimeError:
+    """The error a generator raises for :class:`_BlowUp`: the samples (as indices from
+    ``start``), the step and time, and ``context`` (the run's settings)."""
+    bad = [start + int(r) for r in err.rows]
+    return RuntimeError(
+        f"{pde} samples {bad} became NaN or infinite by step {err.step} of {steps} "
+        f"(t = {err.step * h:g}, dt = {h:g}, {context}); pass a smaller dt"
+    )

@@ -11,7 +11,7 @@ import numpy as np
 import scipy.fft
 
 from .common import OperatorData, _bar, _covariance, _float, _sampling
-from .etdrk4 import _BlowUp, _etdrk4
+from .etdrk4 import _blow_up_error, _BlowUp, _etdrk4, _step_count
 from .random_fields import _even, vorticity_initial_condition
 
 __all__ = ["navier_stokes"]
@@ -25,19 +25,20 @@ NS_MAX_CFL = 2.5
 
 
 class _CFLExceeded(Exception):
-    def __init__(self, cfl: float, speed: float) -> None:
-        super().__init__(cfl, speed)
+    def __init__(self, cfl: float, safe_dt: float) -> None:
+        super().__init__(cfl, safe_dt)
         self.cfl = cfl
-        self.speed = speed
+        self.safe_dt = safe_dt  # the step that would have given a CFL number of 1
 
 
-def _wave_numbers(n: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """``kx`` ``(n, 1)``, ``ky`` ``(1, n/2 + 1)`` (times ``2 pi``) of ``rfft2`` on ``n x n``
-    nodes, and the 2/3-rule mask ``keep`` ``(n, n/2 + 1)``: ``3 |m_x| < n`` and ``3 m_y < n``."""
+def _modes(n: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The integer frequencies ``m_x`` ``(n, 1)`` and ``m_y`` ``(1, n/2 + 1)`` of ``rfft2`` on
+    ``n x n`` nodes, and the 2/3-rule mask ``keep`` ``(n, n/2 + 1)``: ``3 |m_x| < n`` and
+    ``3 m_y < n``."""
     mx = np.fft.fftfreq(n, 1.0 / n)[:, None]
     my = np.arange(n // 2 + 1)[None, :]
     keep = (3 * np.abs(mx) < n) & (3 * my < n)
-    return 2 * np.pi * mx, 2 * np.pi * my, keep
+    return mx, my, keep
 
 
 def _navier_stokes_terms(
@@ -69,16 +70,16 @@ def _navier_stokes_terms(
 
     ``forcing`` is ``f`` on the grid ``(n, n)``. The returned ``state`` records the largest
     advective CFL number ``dt max(|u| + |v|) k_max`` seen (``k_max = 2 pi max |m|`` over the
-    kept modes) and the speed behind it; :class:`_CFLExceeded` stops the run above
-    :data:`NS_MAX_CFL`.
+    kept modes); :class:`_CFLExceeded` stops the run above :data:`NS_MAX_CFL`.
     """
-    kx, ky, keep = _wave_numbers(n)
+    mx, my, keep = _modes(n)
+    kx, ky = 2 * np.pi * mx, 2 * np.pi * my
     k2 = kx**2 + ky**2
     inverse_laplacian = np.divide(1.0, k2, out=np.zeros_like(k2), where=k2 > 0)
     k_max = 2 * np.pi * ((n - 1) // 3)
     f_hat = scipy.fft.rfft2(forcing)
     shape = (n, n // 2 + 1)
-    state = {"cfl": 0.0, "speed": 0.0}
+    state = {"cfl": 0.0}
 
     def nonlinear(v: np.ndarray) -> np.ndarray:
         w = np.where(keep, v.reshape(-1, *shape), 0.0)
@@ -87,10 +88,9 @@ def _navier_stokes_terms(
         u, vel_y, w_x, w_y = scipy.fft.irfft2(spectral, s=(n, n), workers=-1)
         speed = float(np.max(np.abs(u) + np.abs(vel_y)))
         cfl = dt * speed * k_max
-        if cfl > state["cfl"]:
-            state["cfl"], state["speed"] = cfl, speed
+        state["cfl"] = max(state["cfl"], cfl)
         if cfl > NS_MAX_CFL:
-            raise _CFLExceeded(cfl, speed)
+            raise _CFLExceeded(cfl, 1 / (speed * k_max))
         advection = scipy.fft.rfft2(u * w_x + vel_y * w_y, workers=-1)
         return (f_hat - np.where(keep, advection, 0.0)).reshape(v.shape)
 
@@ -230,8 +230,7 @@ def navier_stokes(
     sigma = _float("sigma", sigma)
     tau, alpha = _covariance(tau, alpha)
     dt_max = min(NS_DEFAULT_DT, t_final) if dt is None else _float("dt", dt)
-    steps = max(1, math.ceil(t_final / dt_max * (1 - 1e-12)))
-    h = t_final / steps
+    steps, h = _step_count(t_final, dt_max)
 
     w0 = np.stack(
         [
@@ -241,25 +240,20 @@ def navier_stokes(
             for s in range(samples)
         ]
     )  # (samples, n, n)
-    where = f"(nu = {nu:g}, n = {n}, dt = {h:g}, t_final = {t_final:g})"
+    context = f"nu = {nu:g}, n = {n}, t_final = {t_final:g}"
     with _bar(steps, "navier_stokes", progress, unit="step") as bar:
         try:
             wT, state = _navier_stokes_solve(
                 w0, nu, fno_forcing(n, amplitude), t_final, steps, bar=bar
             )
         except _CFLExceeded as err:
-            k_max = 2 * np.pi * ((n - 1) // 3)
             raise RuntimeError(
                 f"navier_stokes: the advective CFL number dt max(|u|+|v|) k_max reached "
-                f"{err.cfl:.3g} > {NS_MAX_CFL} {where}, so the time stepping would soon be "
-                f"unstable; pass dt <= {1 / (err.speed * k_max):.3g}"
+                f"{err.cfl:.3g} > {NS_MAX_CFL} ({context}, dt = {h:g}), so the time stepping "
+                f"would soon be unstable; pass dt <= {err.safe_dt:.3g}"
             ) from None
         except _BlowUp as err:
-            bad = [start + int(r) for r in err.rows]
-            raise RuntimeError(
-                f"navier_stokes samples {bad} became NaN or infinite by step {err.step} of "
-                f"{steps} (t = {err.step * h:g}) {where}; pass a smaller dt"
-            ) from None
+            raise _blow_up_error("navier_stokes", err, start, steps, h, context) from None
     parameters = {
         "n": n,
         "samples": samples,
@@ -289,10 +283,8 @@ def _spectral_tail(w: np.ndarray) -> np.ndarray:
     """Per sample of ``w`` ``(batch, n, n)``: the fraction of enstrophy ``sum |w_hat|^2`` over
     the kept modes (2/3 rule) that lies in their outer half, ``|m| > n/6`` on either axis."""
     n = w.shape[-1]
-    mx = np.abs(np.fft.fftfreq(n, 1.0 / n))[:, None]
-    my = np.arange(n // 2 + 1)[None, :]
-    kept = (3 * mx < n) & (3 * my < n)
-    outer = kept & ((6 * mx > n) | (6 * my > n))
+    mx, my, kept = _modes(n)
+    outer = kept & ((6 * np.abs(mx) > n) | (6 * my > n))
     weight = np.where(my == 0, 1.0, 2.0)  # rfft2 holds one of each conjugate pair off my = 0
     power = weight * np.abs(scipy.fft.rfft2(w)) ** 2
     return (power * outer).sum(axis=(1, 2)) / np.maximum((power * kept).sum(axis=(1, 2)), 1e-300)
