@@ -9,7 +9,7 @@ from typing import Any
 import numpy as np
 import scipy.fft
 
-from .common import OperatorData, _bar, _covariance, _float, _sampling
+from .common import OperatorData, _bar, _covariance, _float, _sample_rng, _sampling
 from .etdrk4 import _blow_up_error, _BlowUp, _etdrk4, _step_count
 from .random_fields import _even, burgers_initial_condition
 
@@ -159,7 +159,7 @@ def burgers(
     u0 = np.stack(
         [
             burgers_initial_condition(
-                n, np.random.default_rng([seed, start + s]), sigma=sigma, tau=tau, alpha=alpha
+                n, _sample_rng(seed, start + s), sigma=sigma, tau=tau, alpha=alpha
             )
             for s in range(samples)
         ]

@@ -125,6 +125,12 @@ def _sampling(samples: Any, seed: Any, start: Any) -> tuple[int, int, int]:
     return _int("samples", samples, 1), _int("seed", seed, 0), _int("start", start, 0)
 
 
+def _sample_rng(seed: int, index: int) -> np.random.Generator:
+    """The random generator of sample ``index``: ``default_rng([seed, index])``, so a sample's
+    data depend on its index alone, not on which other samples share the call."""
+    return np.random.default_rng([seed, index])
+
+
 def _covariance(tau: Any, alpha: Any) -> tuple[float, float]:
     """Checked covariance parameters of a Gaussian random field: ``tau >= 0``, ``alpha > 0``."""
     return _float("tau", tau, positive=False), _float("alpha", alpha)

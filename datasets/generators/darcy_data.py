@@ -10,7 +10,17 @@ from neuralsolve.errors import ConvergenceError
 from neuralsolve.solvers import solve
 
 from ..gallery import poisson as _poisson_problem
-from .common import OperatorData, _bar, _cell_centres, _covariance, _float, _int, _method, _sampling
+from .common import (
+    OperatorData,
+    _bar,
+    _cell_centres,
+    _covariance,
+    _float,
+    _int,
+    _method,
+    _sample_rng,
+    _sampling,
+)
 from .random_fields import gaussian_random_field
 
 __all__ = ["darcy"]
@@ -109,9 +119,7 @@ def darcy(
     with _bar(samples, "darcy", progress) as bar:
         for s in range(samples):
             i = start + s
-            psi = gaussian_random_field(
-                (n, n), np.random.default_rng([seed, i]), tau=tau, alpha=alpha
-            )
+            psi = gaussian_random_field((n, n), _sample_rng(seed, i), tau=tau, alpha=alpha)
             a = np.where(psi >= 0, high, low)  # (n, n)
             prob = _poisson_problem((n, n), bc="dirichlet", coefficient=a, rhs="ones")
             res = solve(prob.A, prob.b, method=method, rtol=rtol)

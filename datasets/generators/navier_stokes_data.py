@@ -10,7 +10,7 @@ from typing import Any
 import numpy as np
 import scipy.fft
 
-from .common import OperatorData, _bar, _covariance, _float, _sampling
+from .common import OperatorData, _bar, _covariance, _float, _sample_rng, _sampling
 from .etdrk4 import _blow_up_error, _BlowUp, _etdrk4, _step_count
 from .random_fields import _even, vorticity_initial_condition
 
@@ -235,7 +235,7 @@ def navier_stokes(
     w0 = np.stack(
         [
             vorticity_initial_condition(
-                n, np.random.default_rng([seed, start + s]), sigma=sigma, tau=tau, alpha=alpha
+                n, _sample_rng(seed, start + s), sigma=sigma, tau=tau, alpha=alpha
             )
             for s in range(samples)
         ]

@@ -8,7 +8,17 @@ from neuralsolve.errors import ConvergenceError
 from neuralsolve.solvers import solve
 
 from ..gallery import poisson as _poisson_problem
-from .common import OperatorData, _bar, _cell_centres, _covariance, _float, _int, _method, _sampling
+from .common import (
+    OperatorData,
+    _bar,
+    _cell_centres,
+    _covariance,
+    _float,
+    _int,
+    _method,
+    _sample_rng,
+    _sampling,
+)
 from .random_fields import gaussian_random_field
 
 __all__ = ["poisson"]
@@ -79,9 +89,7 @@ def poisson(
     with _bar(samples, "poisson", progress) as bar:
         f = np.stack(
             [
-                gaussian_random_field(
-                    (n, n), np.random.default_rng([seed, start + s]), tau=tau, alpha=alpha
-                )
+                gaussian_random_field((n, n), _sample_rng(seed, start + s), tau=tau, alpha=alpha)
                 for s in range(samples)
             ]
         )  # (samples, n, n)
