@@ -34,7 +34,7 @@ print(f"obstacle3d {args.n}^3, seed {args.seed}; lowest eigenvalues of A:",
 for method in ("dcdm", "dcdm-deflated"):
     shares: list[tuple[int, float, np.ndarray]] = []
 
-    def watch(info: ns.solvers.tracking.IterationInfo, shares: list = shares) -> None:
+    def watch(info: ns.solvers.IterationInfo, shares: list = shares) -> None:
         e = x_star - info.x.numpy().reshape(-1)
         energy = e @ (A @ e)
         share = np.cumsum(values * (vectors.T @ e) ** 2) / energy

@@ -14,7 +14,13 @@ import torch
 from .errors import NonFiniteError
 from .linop import LinearOperator, as_operator, same_device, torch_dtype
 
-__all__ = ["PreparedSystem", "check_tolerances", "prepare_system"]
+__all__ = [
+    "PreparedSystem",
+    "check_tolerances",
+    "prepare_operator",
+    "prepare_rhs",
+    "prepare_system",
+]
 
 
 @dataclass
@@ -87,7 +93,8 @@ def _np_dtype(dtype: torch.dtype) -> Any:
 
 
 def prepare_system(A: Any, b: Any, x0: Any = None) -> PreparedSystem:
-    """Validate ``A``, ``b``, ``x0`` and convert them for a solver.
+    """Validate ``A``, ``b``, ``x0`` and convert them for a solver
+    (:func:`prepare_operator`, then :func:`prepare_rhs`).
 
     Raises
     ------
@@ -97,12 +104,23 @@ def prepare_system(A: Any, b: Any, x0: Any = None) -> PreparedSystem:
         Non-square ``A``, shapes that do not match, mixed devices;
         :class:`~neuralsolve.errors.NonFiniteError` for NaN/inf in ``b`` or ``x0``.
     """
+    return prepare_rhs(prepare_operator(A), b, x0)
+
+
+def prepare_operator(A: Any) -> LinearOperator:
+    """``A`` as a square :class:`~neuralsolve.linop.LinearOperator` (TypeError / ValueError)."""
     op = as_operator(A)
     m, n = op.shape
     if m != n:
         raise ValueError(
             f"A must be square, got shape {op.shape}: a linear solve needs n equations for n unknowns"
         )
+    return op
+
+
+def prepare_rhs(op: LinearOperator, b: Any, x0: Any = None) -> PreparedSystem:
+    """Validate ``b`` and ``x0`` against an operator from :func:`prepare_operator`."""
+    n = op.shape[0]
     bt, numpy_out = _as_tensor(b, "b", op)
     if bt.ndim not in (1, 2) or bt.shape[0] != n:
         raise ValueError(

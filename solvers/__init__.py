@@ -8,6 +8,8 @@ Use :func:`solve` with a method name, or the solver classes directly::
     res = CG(rtol=1e-8).solve(A, b, M=M)       # solve many
 """
 
+from .base import PreparedSolver, Solver, SolverBase
+from .convergence import IterationInfo
 from .dcdm import DCDM, DCDMPreconditioner, FlexibleDCDM, load_network
 from .dcdm_net import DCDMNet, DCDMNetConfig, geometry_flags
 from .ichol import ICPreconditioner, ichol0
@@ -22,7 +24,6 @@ from .precond import (
 )
 from .reference import DirectSolver, PyAMGSolver, ScipyCG
 from .registry import METHODS, MethodSpec, available_methods, make_solver, solve
-from .tracking import IterationInfo
 
 __all__ = [
     "CG",
@@ -42,8 +43,11 @@ __all__ = [
     "LanczosResult",
     "MethodSpec",
     "Preconditioner",
+    "PreparedSolver",
     "PyAMGSolver",
     "ScipyCG",
+    "Solver",
+    "SolverBase",
     "available_methods",
     "geometry_flags",
     "ichol0",

@@ -25,8 +25,10 @@ block-constant vectors of boxes of that many cells per side (:mod:`.deflation`):
 coarse correction ``Z E^{-1} Z^T r0``, and each direction is made A-orthogonal to ``range(Z)``
 (``q -= Z E^{-1} Z^T A q``, one more product) before the kept directions. The network then never
 has to produce the smoothest error, the part it reaches worst and that makes plain DCDM's
-iterations grow with the grid. ``model="identity"`` takes ``q = r`` (no network): with
-deflation that is deflated CG (method ``"cg-deflated"``), the classical half of the pair.
+iterations grow with the grid. ``model="identity"`` takes ``q = r`` (no network): CG with
+the kept directions' explicit A-orthogonalisation (with deflation, deflated CG; method
+``"cg-deflated"`` is the classical deflated CG itself, :class:`~neuralsolve.solvers.CG` with
+``deflation_block``).
 
 Differences from the paper, each tested: the network also sees the fluid and grounded-cell flags
 (:func:`~neuralsolve.solvers.dcdm_net.geometry_flags`); the fallback above; the recursive
@@ -49,13 +51,14 @@ from neuralsolve.checkpoint import VersionMismatchWarning, load_checkpoint
 from neuralsolve.errors import DataFormatError
 from neuralsolve.linop import LinearOperator, as_operator
 from neuralsolve.result import SolveResult, Status
-from neuralsolve.validation import check_tolerances, prepare_system
+from neuralsolve.validation import PreparedSystem
 
+from .base import SolverBase
+from .convergence import Callback, ConvergenceControl, rowdot, rownorm, start
 from .dcdm_net import DCDMNet, DCDMNetConfig, geometry_flags
 from .deflation import BlockDeflation, check_deflation_block
-from .krylov import FlexibleCG, buffered_apply, require_spd
+from .krylov import FlexibleCG, KrylovSetup, buffered_apply
 from .precond import Preconditioner
-from .tracking import Callback, ColumnTracker, IterationInfo, rowdot, rownorm
 
 __all__ = [
     "DCDM",
@@ -205,8 +208,18 @@ class NetworkDirections:
         return out
 
 
+@dataclass
+class DCDMSetup:
+    """What :class:`DCDM` builds from ``A`` once: the directions (network or identity), what
+    ``stats`` says about them, and the deflation space (with ``deflation_block``)."""
+
+    directions: NetworkDirections | ResidualDirections
+    info: dict[str, Any]
+    deflation: BlockDeflation | None
+
+
 @dataclass(frozen=True, kw_only=True)
-class DCDM:
+class DCDM(SolverBase):
     """The deep conjugate-direction method (see the module notes).
 
     Parameters
@@ -247,26 +260,21 @@ class DCDM:
         seconds.
     """
 
-    rtol: float = 1e-6
-    atol: float = 0.0
-    max_iters: int | None = None
     model: Any = None
     directions: int = DEFAULT_DIRECTIONS
     fallback_cos: float = 1e-3
     true_residual_every: int = 20
-    check_spd: bool = True
     network_dtype: str | None = None
     deflation_block: int | None = None
     _cache: dict[str, Any] = field(default_factory=dict, init=False, repr=False, compare=False)
 
     @property
     def label(self) -> str:
-        if self.model == "identity":
-            return "cg-deflated" if self.deflation_block else "dcdm-identity"
-        return "dcdm-deflated" if self.deflation_block else "dcdm"
+        name = "dcdm-identity" if self.model == "identity" else "dcdm"
+        return f"{name}-deflated" if self.deflation_block else name
 
     def __post_init__(self) -> None:
-        check_tolerances(self.rtol, self.atol, self.max_iters)
+        super().__post_init__()
         if (
             isinstance(self.directions, bool)
             or not isinstance(self.directions, int)
@@ -302,49 +310,52 @@ class DCDM:
             net = net.to(dtype)
         return NetworkDirections(op, net, flags, dtype), dict(info)
 
-    def solve(
-        self, A: Any, b: Any, *, x0: Any = None, M: Any = None, callback: Callback | None = None
-    ) -> SolveResult:
-        """Solve ``A x = b`` (``b`` of shape ``(n,)`` or ``(n, k)``) on a structured grid."""
-        t_setup = time.perf_counter()
+    def _setup(self, op: LinearOperator, M: Any) -> DCDMSetup:
+        """The network for ``op``'s grid and, with ``deflation_block``, the coarse space."""
         if M is not None:
             raise ValueError(
                 "dcdm takes no M=: the network is its preconditioner (use method='fcg' with M= "
                 "for another one)"
             )
-        system = prepare_system(A, b, x0)
-        if self.check_spd:
-            require_spd(system.A, self.label)
-        directions, info = self.network_for(system.A)
-        op, B = system.A, system.B
+        directions, info = self.network_for(op)
         deflation = (
             BlockDeflation(op, self.deflation_block) if self.deflation_block is not None else None
         )
-        setup_s = time.perf_counter() - t_setup
+        return DCDMSetup(directions, info, deflation)
+
+    def _solve(
+        self,
+        system: PreparedSystem,
+        context: DCDMSetup,
+        callback: Callback | None,
+        setup_s: float,
+    ) -> SolveResult:
+        """Solve for the block ``system.B`` (see the module notes)."""
+        op, B = system.A, system.B
+        directions, deflation = context.directions, context.deflation
+        calls, seconds = directions.calls, directions.seconds
         k, n = B.shape
         apply_A = buffered_apply(op, k)
-        max_iters = self.max_iters if self.max_iters is not None else min(10 * n, 10_000)
-        bnorm = rownorm(B)
-        X = system.X0 if system.X0 is not None else torch.zeros_like(B)
-        X[bnorm == 0] = 0
-        R = B - apply_A(X) if system.X0 is not None else B.clone()
-        tracker = ColumnTracker(bnorm, rownorm(R), self.rtol, self.atol)
-        tracker.matvecs = int(system.X0 is not None)
-        if deflation is not None and tracker.any_active:
+        control, X, R = start(
+            B,
+            system.X0,
+            apply_A,
+            rtol=self.rtol,
+            atol=self.atol,
+            max_iters=self.max_iters if self.max_iters is not None else min(10 * n, 10_000),
+            true_residual_every=self.true_residual_every,
+        )
+        if deflation is not None and control.any_active:
             # the coarse correction (then Z^T r = 0) counts in the first iteration's step
-            active = tracker.active
-            X[active] += deflation.correction(R[active])
-            R = B - apply_A(X)
-            tracker.matvecs += 1
+            R = deflation.correct_start(B, X, R, control.active, apply_A)
+            control.matvecs += 1
         fallbacks = torch.zeros(k, dtype=torch.int64)
-        if tracker.any_active and max_iters > 0:
-            self._loop(
-                apply_A, directions, deflation, B, X, R, tracker, max_iters, callback, fallbacks
-            )
+        if control.running:
+            self._loop(apply_A, directions, deflation, B, X, R, control, callback, fallbacks)
         extra = {
-            **info,
-            "network_calls": directions.calls,
-            "network_s": directions.seconds,
+            **context.info,
+            "network_calls": directions.calls - calls,
+            "network_s": directions.seconds - seconds,
             "directions": self.directions,
             "fallbacks": int(fallbacks.sum()),
             "network_mac_per_cell": float(
@@ -357,7 +368,7 @@ class DCDM:
                 deflation_vectors=deflation.vectors,
                 deflation_setup_s=deflation.setup_s,
             )
-        return tracker.conclude(
+        return control.conclude(
             system, X, B - apply_A(X), method=self.label, setup_s=setup_s, extra=extra
         )
 
@@ -369,15 +380,14 @@ class DCDM:
         B: torch.Tensor,
         X: torch.Tensor,
         R: torch.Tensor,
-        tracker: ColumnTracker,
-        max_iters: int,
+        control: ConvergenceControl,
         callback: Callback | None,
         fallbacks: torch.Tensor,
     ) -> None:
         history: list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]] = []  # (P, AP, pAp)
-        while tracker.any_active and tracker.iteration < max_iters:
-            tracker.begin_iteration()
-            active = tracker.active
+        while control.running:
+            control.begin_iteration()
+            active = control.active
             if bool(active.all()):
                 Q = network(R)
             else:  # converged columns cost no network call
@@ -385,20 +395,20 @@ class DCDM:
                 Q[active] = network(R[active])
             finite = torch.isfinite(Q).all(dim=1)
             if not bool(finite[active].all()):
-                bad = [j for j in tracker.active_list() if not bool(finite[j])]
-                tracker.stop(bad, Status.NON_FINITE)
+                bad = [j for j in control.active_list() if not bool(finite[j])]
+                control.stop(bad, Status.NON_FINITE)
                 Q[~finite] = 0
             fallbacks += replace_weak_directions(Q, R, self.fallback_cos, finite)
             if deflation is not None:  # A-orthogonal to range(Z); q.r is unchanged (Z^T r = 0)
                 Q = deflation.project(Q, apply_A(Q))
-                tracker.matvecs += 1
+                control.matvecs += 1
             for P, AP, pAp in history:
                 Q.addcmul_(P, (rowdot(Q, AP) / pAp)[:, None], value=-1.0)
             AQ = apply_A(Q).clone()
-            tracker.matvecs += 1
+            control.matvecs += 1
             qAq = rowdot(Q, AQ)
-            tracker.stop_nonpositive(qAq, Status.INDEFINITE)
-            active = tracker.active
+            control.stop_nonpositive(qAq, Status.INDEFINITE)
+            active = control.active
             safe = torch.where(active, qAq, torch.ones_like(qAq))
             alpha = torch.where(active, rowdot(Q, R) / safe, torch.zeros_like(qAq))[:, None]
             X.addcmul_(Q, alpha)
@@ -406,23 +416,15 @@ class DCDM:
             history.append((Q, AQ, safe))
             if len(history) > self.directions:
                 history.pop(0)
-            rnorm = rownorm(R)
-            if tracker.iteration % self.true_residual_every == 0:
-                tracker.observe_true(rnorm, rownorm(B - apply_A(X)))
-                tracker.matvecs += 1
-            candidates = tracker.candidates(rnorm)
-            if candidates:
-                R_true = B - apply_A(X)
-                rnorm, replace = tracker.confirm(candidates, rnorm, rownorm(R_true))
-                if replace:
-                    ridx = torch.tensor(replace, device=R.device)
-                    R[ridx] = R_true[ridx]
-            tracker.record(rnorm, ~active)
-            if (
-                callback is not None
-                and callback(IterationInfo(tracker.iteration, X, rnorm)) is True
-            ):
-                tracker.stop_all(Status.CALLBACK_STOP)
+            replaced = control.end_iteration(
+                rownorm(R),
+                ~active,
+                true_residual=lambda: B - apply_A(X),
+                iterate=lambda: X,
+                callback=callback,
+            )
+            if replaced is not None:
+                R[replaced.index] = replaced.residual[replaced.index]
 
 
 def check_fallback_cos(value: float) -> None:
@@ -507,25 +509,28 @@ class FlexibleDCDM(FlexibleCG):
     def label(self) -> str:
         return "pcg-dcdm"
 
-    def solve(
-        self, A: Any, b: Any, *, x0: Any = None, M: Any = None, callback: Callback | None = None
-    ) -> SolveResult:
+    def _setup(self, op: LinearOperator, M: Any) -> KrylovSetup:
+        """The network as flexible CG's preconditioner (counted in ``setup_s``)."""
         if M is not None:
             raise ValueError("pcg-dcdm builds its own preconditioner from the network; drop M=")
-        t0 = time.perf_counter()
-        op = as_operator(A)
         pre = DCDMPreconditioner(
             op, model=self.model, network_dtype=self.network_dtype, fallback_cos=self.fallback_cos
         )
-        built = time.perf_counter() - t0
-        res = super().solve(op, b, x0=x0, M=pre, callback=callback)
-        res.stats["setup_s"] = float(res.stats["setup_s"]) + built
+        return super()._setup(op, pre)
+
+    def _solve(
+        self,
+        system: PreparedSystem,
+        context: KrylovSetup,
+        callback: Callback | None,
+        setup_s: float,
+    ) -> SolveResult:
+        pre: DCDMPreconditioner = context.preconditioner
+        calls, seconds, fallbacks = pre.directions.calls, pre.directions.seconds, pre.fallbacks
+        res = super()._solve(system, context, callback, setup_s)
         res.stats.update(
-            {
-                **pre.info,
-                "network_calls": pre.directions.calls,
-                "network_s": pre.directions.seconds,
-                "fallbacks": pre.fallbacks,
-            }
+            network_calls=pre.directions.calls - calls,
+            network_s=pre.directions.seconds - seconds,
+            fallbacks=pre.fallbacks - fallbacks,
         )
         return res

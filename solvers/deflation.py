@@ -162,6 +162,20 @@ class BlockDeflation:
         coarse = self.coarse_solve(self._restrict_grid(U * self._fluid))
         return self._prolong_grid(coarse) * self._fluid
 
+    def correct_start(
+        self,
+        B: torch.Tensor,
+        X: torch.Tensor,
+        R: torch.Tensor,
+        columns: torch.Tensor,
+        apply_A: Any,
+    ) -> torch.Tensor:
+        """Add :meth:`correction` of ``R`` to ``X`` in place on the ``columns`` (a ``(k,)``
+        bool mask) and return the new residual ``B - A X`` (one product), orthogonal to ``Z``
+        there: the start of a deflated solve."""
+        X[columns] += self.correction(R[columns])
+        return B - apply_A(X)
+
     def project(self, Qt: torch.Tensor, AQt: torch.Tensor) -> torch.Tensor:
         """``q - Z E^{-1} Z^T A q`` (A-orthogonal to ``range(Z)``), given ``A q``."""
         return Qt - self.correction(AQt)

@@ -15,7 +15,7 @@ iteration at 128^3 in float64 on 2 cores, where scipy's CG takes 17.6 ms).
 
 Obstacles need no special case: the solve runs on the whole grid with zeros in solid cells,
 where the operator's rows are zero, so it is exactly CG on the active cells. The per-column
-convergence logic is the eager loop's (:class:`~neuralsolve.solvers.tracking.ColumnTracker`).
+convergence control is the eager loop's (:class:`~neuralsolve.solvers.convergence.ConvergenceControl`).
 The first call for a new grid shape, batch size or dtype compiles (seconds; reported as
 ``compile_s``, inside ``setup_s``); torch caches the result for the process and on disk.
 """
@@ -36,7 +36,7 @@ from neuralsolve.result import SolveResult, Status
 from neuralsolve.stencil import StencilOperator, apply_padded
 from neuralsolve.validation import PreparedSystem
 
-from .tracking import Callback, ColumnTracker, IterationInfo
+from .convergence import Callback, start
 
 __all__ = ["fused_cg"]
 
@@ -110,6 +110,11 @@ def _compiled(name: str, key: tuple[Any, ...]) -> Callable[..., Any]:
     return _COMPILED[full_key]
 
 
+def _padded_shape(op: StencilOperator, k: int) -> tuple[int, ...]:
+    """The shape of :func:`_padded`'s result."""
+    return (k, *(s + 2 for s in op.grid_shape))
+
+
 def _padded(op: StencilOperator, Xt: torch.Tensor) -> torch.Tensor:
     """``(k, n)`` -> ``(k, *(N + 2))``: on the grid with zeros at inactive cells and a zero halo."""
     k, nd = Xt.shape[0], op.ndim
@@ -159,22 +164,16 @@ def fused_cg(
         invd = F.pad(
             torch.where(d > 0, 1.0 / torch.where(d > 0, d, 1.0), torch.zeros_like(d)), (1, 1) * nd
         )
-    Bp = _padded(op, B)
-    Xp = _padded(op, system.X0) if system.X0 is not None else torch.zeros_like(Bp)
-    bnorm = torch.linalg.vector_norm(B, dim=1)
-    zero_rhs = bnorm == 0
-    if bool(zero_rhs.any()):
-        Xp[zero_rhs] = 0
-    key = (tuple(Bp.shape), op.dtype, op.device.type, op.is_uniform, invd is not None)
+    key = (tuple(_padded_shape(op, k)), op.dtype, op.device.type, op.is_uniform, invd is not None)
     phase1, phase2 = _compiled("phase1", key), _compiled("phase2", key)
-    Pp = torch.zeros_like(Bp)
+    Pp = torch.zeros((k, *(s + 2 for s in op.grid_shape)), dtype=op.dtype, device=op.device)
     AP = torch.zeros((k, *op.grid_shape), dtype=op.dtype, device=op.device)
     beta = torch.zeros(k, dtype=op.dtype, device=op.device)
     # Compile (or fetch from the cache) outside the timed loop, on scratch copies.
     try:
-        scratch = torch.zeros_like(Bp)
-        phase1(Bp, scratch, torch.zeros_like(AP), beta, coeffs, invd)
-        phase2(scratch.clone(), Bp.clone(), scratch, torch.zeros_like(AP), beta, invd)
+        scratch = torch.zeros_like(Pp)
+        phase1(scratch, scratch.clone(), torch.zeros_like(AP), beta, coeffs, invd)
+        phase2(scratch.clone(), scratch.clone(), scratch, torch.zeros_like(AP), beta, invd)
     except Exception as exc:  # inductor needs a working C++ compiler on CPU
         raise RuntimeError(
             f"torch.compile could not build the fused CG kernels ({type(exc).__name__}: {exc}); "
@@ -184,65 +183,58 @@ def fused_cg(
     extra = {**extra, "compile_s": compile_s, "fused": True}
     setup_s += compile_s
 
+    control, X, R = start(
+        B,
+        system.X0,
+        op._apply_batch,
+        rtol=solver.rtol,
+        atol=solver.atol,
+        max_iters=solver.max_iters if solver.max_iters is not None else 10 * op.shape[0],
+        true_residual_every=solver.true_residual_every,
+    )
+    Bp, Xp, Rp = _padded(op, B), _padded(op, X), _padded(op, R)
+
     def true_residual() -> torch.Tensor:  # (k, *N)
         return Bp[inner] - op.apply_grid(Xp[inner].contiguous())
 
-    matvecs = 0
-    Rp = Bp.clone()
-    if system.X0 is not None:
-        Rp[inner] = true_residual()
-        matvecs += 1
     rr = (Rp * Rp).sum(dim=dims)
-    tracker = ColumnTracker(bnorm, rr.sqrt(), solver.rtol, solver.atol)
-    tracker.matvecs = matvecs
-    max_iters = solver.max_iters if solver.max_iters is not None else 10 * op.shape[0]
     rz = rr if invd is None else (Rp * Rp * invd).sum(dim=dims)
     zeros = torch.zeros_like(rz)
-    while tracker.any_active and tracker.iteration < max_iters:
-        tracker.begin_iteration()
+    while control.running:
+        control.begin_iteration()
         pAp = phase1(Rp, Pp, AP, beta, coeffs, invd)
-        tracker.matvecs += 1
-        stopped = tracker.stop_nonpositive(pAp, Status.INDEFINITE)
+        control.matvecs += 1
+        stopped = control.stop_nonpositive(pAp, Status.INDEFINITE)
         if stopped:  # their x stays as it is: zero the step (0 * NaN would not be 0)
             Pp[stopped] = 0
             AP[stopped] = 0
-        active = tracker.active
+        active = control.active
         alpha = torch.where(active, rz / pAp, zeros)
         rr, rz_new = phase2(Xp, Rp, Pp, AP, alpha, invd)
-        rnorm = rr.sqrt()
-        if tracker.iteration % solver.true_residual_every == 0:
-            tracker.observe_true(
-                rnorm, torch.linalg.vector_norm(true_residual().reshape(k, -1), dim=1)
-            )
-            tracker.matvecs += 1
-        candidates = tracker.candidates(rnorm)
-        restart: list[int] = []
-        if candidates:
-            R_true = true_residual()
-            true = torch.linalg.vector_norm(R_true.reshape(k, -1), dim=1)
-            rnorm, replace = tracker.confirm(candidates, rnorm, true)
-            for j in replace:
-                Rp[j][inner[1:]] = R_true[j]
-                sq = R_true[j] * R_true[j]
+        replaced = control.end_iteration(
+            rr.sqrt(),
+            ~active,
+            true_residual=true_residual,
+            iterate=lambda: _unpadded(op, Xp),
+            callback=callback,
+        )
+        if replaced is not None:
+            for j in replaced.columns:
+                Rp[j][inner[1:]] = replaced.residual[j]
+                sq = replaced.residual[j] * replaced.residual[j]
                 rz_new[j] = sq.sum() if invd is None else (sq * invd[inner[1:]]).sum()
-            restart = replace
-        tracker.record(rnorm, ~active)
-        if callback is not None:
-            x_now = _unpadded(op, Xp)
-            if callback(IterationInfo(tracker.iteration, x_now, rnorm)) is True:
-                tracker.stop_all(Status.CALLBACK_STOP)
-        if not tracker.any_active:
+        if not control.any_active:
             break
         if invd is not None:
-            tracker.stop_nonpositive(rz_new, Status.PRECONDITIONER_INDEFINITE)
-        active = tracker.active
+            control.stop_nonpositive(rz_new, Status.PRECONDITIONER_INDEFINITE)
+        active = control.active
         beta = torch.where(active, rz_new / rz, zeros)
-        if restart:  # a replaced residual starts a fresh direction: p = z
-            beta[restart] = 0
+        if replaced is not None:  # a replaced residual starts a fresh direction: p = z
+            beta[replaced.columns] = 0
         if not bool(active.all()):
             Rp[~active] = 0  # frozen columns: p = z = 0, so they take no further steps
         rz = rz_new
     X = _unpadded(op, Xp)
-    return tracker.conclude(
+    return control.conclude(
         system, X, B - op._apply_batch(X), method=solver.label, setup_s=setup_s, extra=extra
     )

@@ -1,7 +1,8 @@
 """Batched conjugate gradients in torch: CG, preconditioned CG and flexible CG.
 
-Each solver is a frozen dataclass of hyperparameters; the problem goes to
-``solve(A, b, *, x0=None, M=None, callback=None)``. All of them stop a column when
+Each solver is a frozen dataclass of hyperparameters (:class:`~.base.SolverBase`); the problem
+goes to ``solve(A, b, *, x0=None, M=None, callback=None)``, or to ``setup(A)`` once and then
+``solve(b)`` for each right-hand side. All of them stop a column when
 
 .. math::  \\|b - A x\\|_2 \\le \\max(\\mathrm{rtol}\\,\\|b\\|_2,\\ \\mathrm{atol})
 
@@ -14,15 +15,16 @@ converges is frozen while the others go on.
 References
 ----------
 Hestenes & Stiefel, "Methods of conjugate gradients for solving linear systems", J. Res. NBS 49
-(1952). Notay, "Flexible conjugate gradients", SIAM J. Sci. Comput. 22 (2000) (the flexible
-variant's Polak-Ribiere beta). Van der Vorst & Ye, "Residual replacement strategies for Krylov
-subspace iterative methods", SIAM J. Sci. Comput. 22 (2000).
+(1952). Saad, Yeung, Erhel & Guyomarc'h, "A deflated version of the conjugate gradient
+algorithm", SIAM J. Sci. Comput. 21 (2000) (``deflation_block``). Notay, "Flexible conjugate
+gradients", SIAM J. Sci. Comput. 22 (2000) (the flexible variant's Polak-Ribiere beta). Van der
+Vorst & Ye, "Residual replacement strategies for Krylov subspace iterative methods", SIAM J.
+Sci. Comput. 22 (2000).
 """
 
 from __future__ import annotations
 
 import functools
-import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -30,16 +32,18 @@ from typing import Any, ClassVar
 
 import torch
 
-from neuralsolve.errors import NotSPDError
 from neuralsolve.linop import LinearOperator
 from neuralsolve.result import SolveResult, Status
 from neuralsolve.stencil import StencilOperator
-from neuralsolve.validation import PreparedSystem, check_tolerances, prepare_system
+from neuralsolve.validation import PreparedSystem
 
+from .base import SolverBase
+from .convergence import Callback, ConvergenceControl, merge_results, rowdot, start
+from .deflation import BlockDeflation, check_deflation_block
+from .fused import fused_cg
 from .precond import ApplyFn, make_preconditioner, resolve_preconditioner
-from .tracking import Callback, ColumnTracker, IterationInfo, merge_results, rowdot, rownorm
 
-__all__ = ["CG", "FlexibleCG", "require_spd"]
+__all__ = ["CG", "FlexibleCG"]
 
 
 # Vectors of length n a CG column keeps in memory (x, r, p, A p, b, z).
@@ -63,17 +67,6 @@ def cpu_cache_bytes() -> int:
     return best or 32 * 2**20
 
 
-def require_spd(op: LinearOperator, method: str) -> None:
-    """Refuse an operator known not to be symmetric positive definite (NotSPDError)."""
-    if op.symmetric is False or op.positive_definite is False:
-        raise NotSPDError(
-            f"{method} needs a symmetric positive definite operator, but A is tagged "
-            f"symmetric={op.symmetric}, positive_definite={op.positive_definite}. For a "
-            "non-symmetric or indefinite matrix use e.g. scipy.sparse.linalg.gmres or minres; "
-            "pass check_spd=False to run anyway (e.g. a consistent singular system)"
-        )
-
-
 def buffered_apply(op: LinearOperator, k: int) -> ApplyFn:
     """``Pt -> A Pt`` for batch-first blocks; for an unmasked stencil it writes into one
     reused buffer (the result is valid until the next call), avoiding a large allocation per
@@ -90,24 +83,42 @@ def buffered_apply(op: LinearOperator, k: int) -> ApplyFn:
     return op._apply_batch
 
 
+@dataclass
+class KrylovSetup:
+    """What a CG-family solver builds from ``A`` once (see :meth:`SolverBase.setup`).
+
+    Attributes
+    ----------
+    preconditioner : object or None
+        The preconditioner built from ``preconditioner=``, or the ``M`` given to set-up.
+    apply_M : callable or None
+        ``(R, out) -> M R`` for batch-first blocks; ``None`` without a preconditioner.
+    deflation : BlockDeflation or None
+        The coarse space, with ``deflation_block``.
+    extra : dict
+        What the set-up reports in ``stats`` (preconditioner, its set-up seconds, ...).
+    """
+
+    preconditioner: Any
+    apply_M: ApplyFn | None
+    deflation: BlockDeflation | None
+    extra: dict[str, Any]
+
+
 @dataclass(frozen=True, kw_only=True)
-class _KrylovBase:
+class _KrylovBase(SolverBase):
     """Shared hyperparameters and the solve loop of CG and flexible CG."""
 
-    rtol: float = 1e-6
-    atol: float = 0.0
-    max_iters: int | None = None
     preconditioner: str | None = None
     preconditioner_options: Mapping[str, Any] = field(default_factory=dict)
     true_residual_every: int = 50
-    check_spd: bool = True
     column_block: int | str = "auto"
+    deflation_block: int | None = None
 
     flexible: ClassVar[bool] = False
-    family: ClassVar[str] = "cg"
 
     def __post_init__(self) -> None:
-        check_tolerances(self.rtol, self.atol, self.max_iters)
+        super().__post_init__()
         if not isinstance(self.true_residual_every, int) or self.true_residual_every < 1:
             raise ValueError(
                 f"true_residual_every must be a positive integer, got {self.true_residual_every!r}"
@@ -125,65 +136,53 @@ class _KrylovBase:
                 f"preconditioner must be a name ('jacobi', 'ic', 'amg') or None, got "
                 f"{type(self.preconditioner).__name__}; pass a built preconditioner as M= to solve()"
             )
+        check_deflation_block(self.deflation_block)
 
     @property
     def label(self) -> str:
         prefix = "fcg" if self.flexible else "pcg"
         if self.preconditioner:
-            return f"{prefix}-{self.preconditioner}"
-        return "fcg" if self.flexible else "cg"
+            name = f"{prefix}-{self.preconditioner}"
+        else:
+            name = "fcg" if self.flexible else "cg"
+        return f"{name}-deflated" if self.deflation_block is not None else name
 
-    def solve(
-        self,
-        A: Any,
-        b: Any,
-        *,
-        x0: Any = None,
-        M: Any = None,
-        callback: Callback | None = None,
-    ) -> SolveResult:
-        """Solve ``A x = b``.
-
-        Parameters
-        ----------
-        A : LinearOperator or matrix
-            Symmetric positive definite (see ``check_spd``).
-        b : torch.Tensor or numpy.ndarray
-            ``(n,)`` or ``(n, k)``.
-        x0 : same kind as ``b``, optional
-            Initial guess (not modified).
-        M : Preconditioner, LinearOperator, matrix or callable, optional
-            Preconditioner ``~ A^{-1}`` (exclusive with the ``preconditioner`` field).
-        callback : callable, optional
-            Called after every iteration with an :class:`IterationInfo`; returning ``True``
-            stops the solve with ``Status.CALLBACK_STOP``.
-
-        Returns
-        -------
-        SolveResult
-        """
-        t_setup = time.perf_counter()
-        system = prepare_system(A, b, x0)
-        if self.check_spd:
-            require_spd(system.A, self.label)
+    def _setup(self, op: LinearOperator, M: Any) -> KrylovSetup:
+        """The preconditioner (``preconditioner`` or ``M``) and the deflation space."""
         if M is not None and self.preconditioner is not None:
             raise ValueError(
                 f"got both M= and preconditioner={self.preconditioner!r}: pass one of them"
             )
-        extra: dict[str, Any] = {}
         if self.preconditioner is not None:
             built = make_preconditioner(
-                self.preconditioner, system.A, **dict(self.preconditioner_options)
+                self.preconditioner, op, **dict(self.preconditioner_options)
             )
-            apply_M, extra = resolve_preconditioner(built, system.A)
+            apply_M, extra = resolve_preconditioner(built, op)
             extra["preconditioner_setup_s"] = built.setup_s
+            M = built
         else:
-            apply_M, extra = resolve_preconditioner(M, system.A)
-        setup_s = time.perf_counter() - t_setup
+            apply_M, extra = resolve_preconditioner(M, op)
+        deflation = None
+        if self.deflation_block is not None:
+            deflation = BlockDeflation(op, self.deflation_block)
+            extra.update(
+                deflation_block=self.deflation_block,
+                deflation_vectors=deflation.vectors,
+                deflation_setup_s=deflation.setup_s,
+            )
+        return KrylovSetup(M, apply_M, deflation, extra)
+
+    def _solve(
+        self,
+        system: PreparedSystem,
+        context: KrylovSetup,
+        callback: Callback | None,
+        setup_s: float,
+    ) -> SolveResult:
         block = self._column_block(system) if callback is None else system.k
         if system.k <= block:
-            return self._iterate(system, apply_M, callback, setup_s, extra)
-        parts = [self._iterate(part, apply_M, None, setup_s, extra) for part in system.split(block)]
+            return self._iterate(system, context, callback, setup_s)
+        parts = [self._iterate(part, context, None, setup_s) for part in system.split(block)]
         return merge_results(parts, system, setup_s=setup_s, column_block=block)
 
     def _column_block(self, system: PreparedSystem) -> int:
@@ -199,110 +198,104 @@ class _KrylovBase:
     def _iterate(
         self,
         system: PreparedSystem,
-        apply_M: ApplyFn | None,
+        context: KrylovSetup,
         callback: Callback | None,
         setup_s: float,
-        extra: dict[str, Any],
     ) -> SolveResult:
         op, B = system.A, system.B
         k, n = B.shape
         apply_A = buffered_apply(op, k)
-        max_iters = self.max_iters if self.max_iters is not None else 10 * n
-        bnorm = rownorm(B)
-        X = system.X0 if system.X0 is not None else torch.zeros_like(B)
-        zero_rhs = bnorm == 0
-        if bool(zero_rhs.any()):
-            X[zero_rhs] = 0  # the solution of A x = 0 is 0, whatever x0 was (as in scipy)
-        matvecs = 0
-        if system.X0 is not None:
-            R = B - apply_A(X)
-            matvecs += 1
-        else:
-            R = B.clone()
-        rr = rowdot(R, R)
-        tracker = ColumnTracker(bnorm, rr.sqrt(), self.rtol, self.atol)
-        tracker.matvecs = matvecs
-        if tracker.any_active and max_iters > 0:
-            self._loop(op, apply_A, apply_M, B, X, R, rr, tracker, max_iters, callback)
-        return tracker.conclude(
-            system, X, B - apply_A(X), method=self.label, setup_s=setup_s, extra=extra
+        control, X, R = start(
+            B,
+            system.X0,
+            apply_A,
+            rtol=self.rtol,
+            atol=self.atol,
+            max_iters=self.max_iters if self.max_iters is not None else 10 * n,
+            true_residual_every=self.true_residual_every,
+        )
+        deflation = context.deflation
+        if deflation is not None and control.any_active:
+            R = deflation.correct_start(B, X, R, control.active, apply_A)
+            control.matvecs += 1
+        if control.running:
+            self._loop(apply_A, context.apply_M, deflation, B, X, R, control, callback)
+        return control.conclude(
+            system, X, B - apply_A(X), method=self.label, setup_s=setup_s, extra=context.extra
         )
 
     def _loop(
         self,
-        op: LinearOperator,
         apply_A: ApplyFn,
         apply_M: ApplyFn | None,
+        deflation: BlockDeflation | None,
         B: torch.Tensor,
         X: torch.Tensor,
         R: torch.Tensor,
-        rr: torch.Tensor,
-        tracker: ColumnTracker,
-        max_iters: int,
+        control: ConvergenceControl,
         callback: Callback | None,
     ) -> None:
         flexible = self.flexible
+
+        def deflated(Z: torch.Tensor) -> torch.Tensor:
+            """``z - W E^{-1} W^T A z``: the new direction's part A-orthogonal to the coarse
+            space (Saad, Yeung, Erhel, Guyomarc'h 2000); ``z`` itself without deflation."""
+            if deflation is None:
+                return Z
+            control.matvecs += 1
+            return deflation.project(Z, apply_A(Z))
+
+        rr = rowdot(R, R)
         Zbuf = torch.empty_like(R) if apply_M is not None else None  # one buffer for M r
         Z = apply_M(R, Zbuf) if apply_M is not None else R
         rz = rowdot(R, Z) if apply_M is not None else rr
         if apply_M is not None:
-            tracker.stop_nonpositive(rz, Status.PRECONDITIONER_INDEFINITE)
-        P = Z.clone()
+            control.stop_nonpositive(rz, Status.PRECONDITIONER_INDEFINITE)
+        P = deflated(Z).clone()
         R_old = torch.empty_like(R) if flexible else None
-        while tracker.any_active and tracker.iteration < max_iters:
-            tracker.begin_iteration()
+        while control.running:
+            control.begin_iteration()
             AP = apply_A(P)
-            tracker.matvecs += 1
+            control.matvecs += 1
             pAp = rowdot(P, AP)
-            stopped = tracker.stop_nonpositive(pAp, Status.INDEFINITE)
+            stopped = control.stop_nonpositive(pAp, Status.INDEFINITE)
             if stopped:  # their x stays as it is: zero the step (0 * NaN would not be 0)
                 P[stopped] = 0
                 AP[stopped] = 0
-            active = tracker.active
+            active = control.active
             alpha = torch.where(active, rz / pAp, torch.zeros_like(pAp))[:, None]
             if R_old is not None:
                 R_old.copy_(R)
             X.addcmul_(P, alpha)
             R.addcmul_(AP, alpha, value=-1.0)
             rr = rowdot(R, R)
-            rnorm = rr.sqrt()
-            if tracker.iteration % self.true_residual_every == 0:
-                tracker.observe_true(rnorm, rownorm(B - apply_A(X)))
-                tracker.matvecs += 1
-            candidates = tracker.candidates(rnorm)
-            restart: list[int] = []
-            if candidates:
-                R_true = B - apply_A(X)
-                true = rownorm(R_true)
-                rnorm, replace = tracker.confirm(candidates, rnorm, true)
-                if replace:
-                    ridx = torch.tensor(replace, device=R.device)
-                    R[ridx] = R_true[ridx]
-                    rr = rr.index_copy(0, ridx, true[ridx] ** 2)
-                    restart = replace
-            tracker.record(rnorm, ~active)
-            if (
-                callback is not None
-                and callback(IterationInfo(tracker.iteration, X, rnorm)) is True
-            ):
-                tracker.stop_all(Status.CALLBACK_STOP)
-            if not tracker.any_active:
+            replaced = control.end_iteration(
+                rr.sqrt(),
+                ~active,
+                true_residual=lambda: B - apply_A(X),
+                iterate=lambda: X,
+                callback=callback,
+            )
+            if replaced is not None:  # a replaced residual starts a fresh direction: p = z
+                R[replaced.index] = replaced.residual[replaced.index]
+                rr = rr.index_copy(0, replaced.index, replaced.norms[replaced.index] ** 2)
+            if not control.any_active:
                 break
             Z = apply_M(R, Zbuf) if apply_M is not None else R
             rz_new = rowdot(R, Z) if apply_M is not None else rr
             if apply_M is not None:
-                tracker.stop_nonpositive(rz_new, Status.PRECONDITIONER_INDEFINITE)
+                control.stop_nonpositive(rz_new, Status.PRECONDITIONER_INDEFINITE)
             if flexible:
                 beta = (
                     rz_new - rowdot(R_old, Z)
                 ) / rz  # Polak-Ribiere: z.(r - r_old) / z_old.r_old
             else:
                 beta = rz_new / rz
-            active = tracker.active
-            if restart:  # a replaced residual starts a fresh direction: p = z
-                beta[restart] = 0
+            active = control.active
+            if replaced is not None:
+                beta[replaced.columns] = 0
             beta = torch.where(active, beta, torch.zeros_like(beta))[:, None]
-            torch.addcmul(Z, P, beta, out=P)
+            torch.addcmul(deflated(Z), P, beta, out=P)
             if not bool(active.all()):
                 P[~active] = 0  # frozen columns take no further steps (and carry no NaN)
             rz = rz_new
@@ -343,6 +336,13 @@ class CG(_KrylovBase):
         together ran 2x slower than one at a time on a 32 MB-L3 machine, while at 32^3 the
         block ran 1.85x faster); on other devices all of them. ``stats["column_block"]`` says
         what was used. A callback turns blocking off.
+    deflation_block : int, optional
+        Deflate the solve by the block-constant vectors of boxes of this many cells per side
+        (method ``"cg-deflated"``, boxes of 8; stencil operators only): ``x0`` gets the coarse
+        correction ``Z E^{-1} Z^T r0`` and each new direction is made A-orthogonal to
+        ``range(Z)`` (one more product per iteration), as in Saad, Yeung, Erhel and
+        Guyomarc'h's deflated CG. The coarse space
+        (:class:`~neuralsolve.solvers.deflation.BlockDeflation`) is built at set-up.
     fused : bool
         Run fused iterations compiled with ``torch.compile`` (stencil operators, no
         preconditioner or Jacobi): about 3x less memory traffic per iteration; the first call
@@ -366,6 +366,11 @@ class CG(_KrylovBase):
             raise ValueError(
                 f"fused=True supports no preconditioner or 'jacobi', got {self.preconditioner!r}"
             )
+        if self.fused and self.deflation_block is not None:
+            raise ValueError(
+                "fused=True does not deflate: drop deflation_block, or use fused=False "
+                "(method 'cg-deflated')"
+            )
 
     @property
     def label(self) -> str:
@@ -375,16 +380,13 @@ class CG(_KrylovBase):
     def _iterate(
         self,
         system: PreparedSystem,
-        apply_M: ApplyFn | None,
+        context: KrylovSetup,
         callback: Callback | None,
         setup_s: float,
-        extra: dict[str, Any],
     ) -> SolveResult:
         if not self.fused:
-            return super()._iterate(system, apply_M, callback, setup_s, extra)
-        from .fused import fused_cg
-
-        return fused_cg(self, system, callback, setup_s, extra, user_M=apply_M)
+            return super()._iterate(system, context, callback, setup_s)
+        return fused_cg(self, system, callback, setup_s, context.extra, user_M=context.apply_M)
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -30,9 +30,9 @@ import torch
 from neuralsolve.errors import NotSPDError
 from neuralsolve.linop import LinearOperator, as_operator
 from neuralsolve.result import SolveResult, Status, combine_status
-from neuralsolve.validation import PreparedSystem, check_tolerances, prepare_system
+from neuralsolve.validation import PreparedSystem
 
-from .krylov import require_spd
+from .base import SolverBase
 from .precond import explicit_matrix
 
 __all__ = ["DirectSolver", "PyAMGSolver", "ScipyCG"]
@@ -41,36 +41,21 @@ HISTORY_MODES = ("callback", "rerun", "none")
 
 
 @dataclass(frozen=True, kw_only=True)
-class _ReferenceBase:
-    rtol: float = 1e-6
-    atol: float = 0.0
-    max_iters: int | None = None
+class _ReferenceBase(SolverBase):
     history: str = "callback"
-    check_spd: bool = True
 
-    label: ClassVar[str] = "reference"
-    needs_spd: ClassVar[bool] = True
+    label: ClassVar[str] = "reference"  # type: ignore[misc]
+    takes_callback: ClassVar[bool] = False
 
     def __post_init__(self) -> None:
-        check_tolerances(self.rtol, self.atol, self.max_iters)
+        super().__post_init__()
         if self.history not in HISTORY_MODES:
             raise ValueError(f"history must be one of {HISTORY_MODES}, got {self.history!r}")
 
-    def solve(
-        self, A: Any, b: Any, *, x0: Any = None, M: Any = None, callback: Any = None
+    def _solve(
+        self, system: PreparedSystem, context: Any, callback: Any, setup_s: float
     ) -> SolveResult:
         """Solve ``A x = b`` (see the module notes for how the stopping rule maps)."""
-        if callback is not None:
-            raise ValueError(
-                f"{self.label} does not take a callback (it runs inside scipy/pyamg); use a torch "
-                "method such as 'cg' for per-iteration callbacks"
-            )
-        t0 = time.perf_counter()
-        system = prepare_system(A, b, x0)
-        if self.check_spd and self.needs_spd:
-            require_spd(system.A, self.label)
-        context = self._setup(system.A, M)
-        setup_s = time.perf_counter() - t0
         return self._run(system, context, setup_s)
 
     def _setup(self, op: LinearOperator, M: Any) -> Any:

@@ -9,10 +9,10 @@ from typing import Any
 
 from neuralsolve.result import SolveResult
 
+from .convergence import Callback
 from .dcdm import DCDM, FlexibleDCDM
 from .krylov import CG, FlexibleCG
 from .reference import DirectSolver, PyAMGSolver, ScipyCG
-from .tracking import Callback
 
 __all__ = ["METHODS", "MethodSpec", "available_methods", "make_solver", "solve"]
 
@@ -97,8 +97,8 @@ METHODS: dict[str, MethodSpec] = {
         ),
         MethodSpec(
             "cg-deflated",
-            DCDM,
-            {"model": "identity", "deflation_block": 8, "directions": 1},
+            CG,
+            {"deflation_block": 8},
             "CG deflated by the block-constant vectors of 8^d-cell boxes (structured grids)",
             "torch",
         ),

@@ -128,7 +128,7 @@ def test_deflated_dcdm_keeps_residuals_orthogonal_to_the_boxes_and_solves() -> N
     b = prob.b.numpy()
     box_sums: list[float] = []
 
-    def watch(info: ns.solvers.tracking.IterationInfo) -> None:
+    def watch(info: ns.solvers.IterationInfo) -> None:
         r = b - A @ info.x.numpy().reshape(-1)
         box_sums.append(float(np.abs(Z.T @ r).max() / np.linalg.norm(b)))
 

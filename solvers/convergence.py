@@ -1,4 +1,11 @@
-"""Per-column convergence bookkeeping shared by the Krylov loops (eager and fused).
+"""Convergence control shared by every iterative loop (CG, fused CG, DCDM).
+
+A loop calls :func:`start` for its first iterate and residual, then, per iteration,
+:meth:`ConvergenceControl.begin_iteration`, its own update of ``x`` and ``r``, and
+:meth:`ConvergenceControl.end_iteration`, which makes the periodic and confirming true-residual
+checks, records the history and calls the user's callback; it hands back the columns whose
+recursive residual the loop must replace by the true one. :meth:`ConvergenceControl.conclude`
+makes the :class:`~neuralsolve.SolveResult`.
 
 Each right-hand side (a row of the batch-first block) converges on its own: when its recursive
 residual passes the tolerance, the true residual ``b - A x`` is recomputed; the column is done
@@ -21,7 +28,15 @@ import torch
 
 from neuralsolve.result import SolveResult, Status, combine_status
 
-__all__ = ["ColumnTracker", "IterationInfo", "merge_results", "rowdot", "rownorm"]
+__all__ = [
+    "ConvergenceControl",
+    "IterationInfo",
+    "Replacement",
+    "merge_results",
+    "rowdot",
+    "rownorm",
+    "start",
+]
 
 STALL_CHECKS = 3
 STALL_FACTOR = 0.5
@@ -63,9 +78,78 @@ class IterationInfo:
 
 
 Callback = Callable[[IterationInfo], object]
+ApplyFn = Callable[[torch.Tensor], torch.Tensor]
 
 
-class ColumnTracker:
+@dataclass(frozen=True)
+class Replacement:
+    """Columns whose true residual failed a convergence check: the loop sets their recursive
+    residual to the true one (and restarts their direction where its recurrence needs it).
+
+    Attributes
+    ----------
+    columns : list of int
+        The columns to replace.
+    index : torch.Tensor
+        The same, as an index tensor on the residual's device.
+    residual : torch.Tensor
+        The true residual ``B - A X`` of every column, in the loop's own layout.
+    norms : torch.Tensor
+        ``(k,)`` its row norms.
+    """
+
+    columns: list[int]
+    index: torch.Tensor
+    residual: torch.Tensor
+    norms: torch.Tensor
+
+
+def _norms(R: torch.Tensor) -> torch.Tensor:
+    """Row norms of a block in any layout whose first axis is the column."""
+    return torch.linalg.vector_norm(R.reshape(R.shape[0], -1), dim=1)
+
+
+def start(
+    B: torch.Tensor,
+    X0: torch.Tensor | None,
+    apply_A: ApplyFn,
+    *,
+    rtol: float,
+    atol: float,
+    max_iters: int,
+    true_residual_every: int,
+) -> tuple[ConvergenceControl, torch.Tensor, torch.Tensor]:
+    """The first iterate, its residual and the control of a loop over ``(k, n)`` blocks.
+
+    ``X`` is ``X0`` (the caller's private copy, updated in place) or zeros; a column whose
+    right-hand side is zero starts (and ends) at ``x = 0``, whatever ``x0`` was (as in scipy).
+    ``R = B - A X``, one product counted only when ``X0`` is given.
+
+    Returns
+    -------
+    control : ConvergenceControl
+    X, R : torch.Tensor
+        ``(k, n)`` blocks the loop owns.
+    """
+    bnorm = rownorm(B)
+    X = X0 if X0 is not None else torch.zeros_like(B)
+    zero_rhs = bnorm == 0
+    if bool(zero_rhs.any()):
+        X[zero_rhs] = 0
+    R = B - apply_A(X) if X0 is not None else B.clone()
+    control = ConvergenceControl(
+        bnorm,
+        rownorm(R),
+        rtol,
+        atol,
+        max_iters=max_iters,
+        true_residual_every=true_residual_every,
+        matvecs=int(X0 is not None),
+    )
+    return control, X, R
+
+
+class ConvergenceControl:
     """Statuses, iteration counts, residual history and timing of a batch of solves.
 
     Parameters
@@ -76,13 +160,31 @@ class ColumnTracker:
         ``(k,)`` norms of the initial residuals.
     rtol, atol : float
         The stopping rule ``||b - A x|| <= max(rtol ||b||, atol)``.
+    max_iters : int
+        The iteration limit (:attr:`running` turns false there).
+    true_residual_every : int
+        :meth:`end_iteration` recomputes ``b - A x`` every this many iterations.
+    matvecs : int
+        Products already spent (``b - A x0``).
     """
 
-    def __init__(self, bnorm: torch.Tensor, r0norm: torch.Tensor, rtol: float, atol: float) -> None:
+    def __init__(
+        self,
+        bnorm: torch.Tensor,
+        r0norm: torch.Tensor,
+        rtol: float,
+        atol: float,
+        *,
+        max_iters: int,
+        true_residual_every: int,
+        matvecs: int = 0,
+    ) -> None:
         self.k = bnorm.numel()
         self.bnorm = bnorm
         self.tol = torch.clamp(rtol * bnorm, min=atol)
         self.tol_host = self.tol.cpu().numpy()
+        self.max_iters = max_iters
+        self.true_residual_every = true_residual_every
         self.status: list[Status | None] = [None] * self.k
         self.iterations = [0] * self.k
         self.history: list[torch.Tensor] = [r0norm.clone()]
@@ -91,7 +193,7 @@ class ColumnTracker:
         self.stalls = np.zeros(self.k, dtype=np.int64)
         self.t0 = time.perf_counter()
         self.elapsed = [0.0]
-        self.matvecs = 0
+        self.matvecs = matvecs
         r0 = r0norm.cpu().numpy()
         for j in range(self.k):
             if not np.isfinite(r0[j]):
@@ -109,6 +211,11 @@ class ColumnTracker:
     @property
     def any_active(self) -> bool:
         return any(s is None for s in self.status)
+
+    @property
+    def running(self) -> bool:
+        """Some column is still iterating and the iteration limit is not reached."""
+        return self.any_active and self.iteration < self.max_iters
 
     def active_list(self) -> list[int]:
         return [j for j, s in enumerate(self.status) if s is None]
@@ -196,6 +303,59 @@ class ColumnTracker:
         self.last = torch.where(frozen, self.last, rnorm)
         self.history.append(self.last.clone())
         self.elapsed.append(time.perf_counter() - self.t0)
+
+    def end_iteration(
+        self,
+        rnorm: torch.Tensor,
+        frozen: torch.Tensor,
+        *,
+        true_residual: Callable[[], torch.Tensor],
+        iterate: Callable[[], torch.Tensor],
+        callback: Callback | None,
+    ) -> Replacement | None:
+        """Close an iteration: the checks on the true residual, the history, the callback.
+
+        Parameters
+        ----------
+        rnorm : torch.Tensor
+            ``(k,)`` recursive residual norms after this iteration's step.
+        frozen : torch.Tensor
+            ``(k,)`` bool: columns that took no step (they keep their last recorded norm).
+        true_residual : callable
+            ``() -> B - A X`` in the loop's layout (first axis the column); called every
+            ``true_residual_every`` iterations and when a column's recursive residual passes
+            the tolerance. Each call counts one product.
+        iterate : callable
+            ``() -> X`` as ``(k, n)``, for the callback.
+        callback : callable or None
+            Called with an :class:`IterationInfo`; returning ``True`` stops every column with
+            ``Status.CALLBACK_STOP``.
+
+        Returns
+        -------
+        Replacement or None
+            The columns whose true residual did not pass: the loop must replace their
+            recursive residual by ``Replacement.residual``.
+        """
+        if self.iteration % self.true_residual_every == 0:
+            self.observe_true(rnorm, _norms(true_residual()))
+            self.matvecs += 1
+        replacement = None
+        candidates = self.candidates(rnorm)
+        if candidates:
+            R_true = true_residual()
+            true = _norms(R_true)
+            rnorm, replace = self.confirm(candidates, rnorm, true)
+            if replace:
+                index = torch.tensor(replace, device=R_true.device)
+                replacement = Replacement(replace, index, R_true, true)
+        self.record(rnorm, frozen)
+        if (
+            callback is not None
+            and callback(IterationInfo(self.iteration, iterate(), rnorm)) is True
+        ):
+            self.stop_all(Status.CALLBACK_STOP)
+        return replacement
 
     # ------------------------------------------------------------------ result
     def conclude(
