@@ -13,8 +13,8 @@ two-layer pointwise MLP ``M_l`` (hidden width ``width // 2``) with a learned per
 
     w = act( F^-1[ R_l . F[v_l] ]  +  W_l v_l ),   v_{l+1} = act( M_l(w) + g_l * v_l )
 
-(no act after the last layer). On Navier-Stokes at T = 50 (``examples/operators_navier_stokes.py``)
-this cut the test error from 0.31 to 0.27, at 1.2x the time per epoch.
+(no act after the last layer). It lowers the error on Navier-Stokes vorticity at some cost in
+time per epoch (docs/benchmarks/operators.md).
 
 ``F`` is the real FFT over the grid axes with the ``"forward"`` normalisation (coefficients are
 averages, so they do not grow with the resolution), ``R_l`` a complex channel-mixing matrix per

@@ -193,8 +193,8 @@ class _Block(nn.Module):
         modes = math.prod(kept)
         # Stacks of small matrices, one per mode (per channel for the axis mixings), which
         # Muon orthogonalises one by one. The bias (channels, *kept) is read as a stack over
-        # its leading axes: in 2-D one (k_x, k_y) matrix per channel. On Darcy 64^2 (Muon, lr
-        # 2e-2) that gave 0.0247 test rel. L2; Muon on (channels, modes) 0.0290, AdamW 0.0273.
+        # its leading axes: in 2-D one (k_x, k_y) matrix per channel, which trained best of the
+        # readings tried (docs/benchmarks/operators.md, Darcy with Muon).
         self.channel = matrix_dims(
             nn.Parameter(torch.randn(modes, channels, channels) * channel_std), (1, 2)
         )

@@ -236,13 +236,10 @@ class DCDM(SolverBase):
         How many previous directions each new one is A-orthogonalised against. The paper uses 2;
         with trained networks that stalls near a relative residual of 1e-2 to 1e-3 (the
         network's directions lose conjugacy with older ones), and more kept directions keep
-        paying off: to rtol 1e-6 on held-out geometries (seed 0), with the obstacle-only 3-D
-        model shipped until 2026-11-24 and the shipped 2-D one, 16 / 32 / 64 directions took
-        45 / 29 / 29 iterations on obstacle3d 64^3 (CG: 409), 83 / 47 / 41 at 128^3 (CG: 725),
-        179 / - / 59 on poisson3d 64^3 (CG: 182), and 1135 / 453 / 212 on obstacle2d 128^2
-        (CG: 619; 128 directions: 86). Each kept direction costs one dot product and one update
-        of length n per iteration, and memory for two vectors: 64 of them at 128^3 in float64
-        hold 2.1 GB. Lower it for very large grids.
+        paying off, most on large grids (docs/benchmarks/dcdm.md has the measurements). Each
+        kept direction costs one dot product and one update of length n per iteration, and
+        memory for two vectors: 64 of them at 128^3 in float64 hold 2.1 GB. Lower it for very
+        large grids.
     fallback_cos : float
         Use the residual itself (a CG step) when ``|cos(f(r), r)|`` is below this.
     true_residual_every : int

@@ -71,7 +71,7 @@ class DCDMNetConfig:
         weights the network cannot tell the levels apart and must otherwise learn that gain at
         the depths it was trained on (3-4 levels at 32^3-64^3, 5 at 128^3). With 4, the shipped
         model's recipe gives iterations that stay flat from 32^3 to 128^3 but start higher (the
-        README's DCDM section has the figures). 1 (no gain) is the shipped model's, and that of
+        figures are in docs/benchmarks/dcdm.md). 1 (no gain) is the shipped model's, and that of
         models written before this option existed.
     learn_gain : bool
         ``"unet"``: make the gain a trained scalar (one for all levels, so it still extrapolates
