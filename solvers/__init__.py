@@ -8,11 +8,12 @@ Use :func:`solve` with a method name, or the solver classes directly::
     res = CG(rtol=1e-8).solve(A, b, M=M)       # solve many
 """
 
+from neuralsolve.lanczos import LanczosResult, lanczos, ritz_pairs
+
 from .dcdm import DCDM, DCDMPreconditioner, FlexibleDCDM, load_network
 from .dcdm_net import DCDMNet, DCDMNetConfig, geometry_flags
 from .ichol import ICPreconditioner, ichol0
 from .krylov import CG, FlexibleCG
-from .lanczos import LanczosResult, lanczos, ritz_pairs
 from .precond import (
     PRECONDITIONERS,
     AMGPreconditioner,

@@ -41,11 +41,11 @@ import torch
 
 from neuralsolve.errors import DataFormatError
 from neuralsolve.fileio import atomic_path
+from neuralsolve.lanczos import lanczos
 
 from .dcdm import DCDM, DEFAULT_DIRECTIONS
 from .dcdm_net import DCDMNet, DCDMNetConfig, geometry_flags
 from .deflation import BlockDeflation, check_deflation_block
-from .lanczos import lanczos
 
 __all__ = [
     "DCDMData",
