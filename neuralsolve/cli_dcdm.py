@@ -102,9 +102,7 @@ def _cmd_train_dcdm(args: argparse.Namespace) -> int:
     import torch
 
     from neuralsolve.cli_operators import parse_assignments
-    from neuralsolve.optim import TrainerConfig
-    from neuralsolve.solvers.dcdm_net import DCDMNetConfig
-    from neuralsolve.solvers.dcdm_train import (
+    from neuralsolve.operators.dcdm_train import (
         DCDMDataConfig,
         export_model,
         generate_rhs,
@@ -112,6 +110,8 @@ def _cmd_train_dcdm(args: argparse.Namespace) -> int:
         problem_names,
         train_dcdm,
     )
+    from neuralsolve.optim import TrainerConfig
+    from neuralsolve.solvers.dcdm_net import DCDMNetConfig
 
     if args.threads:
         torch.set_num_threads(args.threads)
