@@ -366,7 +366,7 @@ def _cmd_info(args: argparse.Namespace) -> int:
 
     from ._version import __version__
     from .bench import _cpu_name
-    from .solvers.ichol import native_trisolve_available
+    from .solvers.precond.ichol import native_trisolve_available
 
     print(f"neuralsolve {__version__}, torch {torch.__version__}")
     print(f"cpu         {_cpu_name()}, torch threads {torch.get_num_threads()}")

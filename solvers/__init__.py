@@ -12,13 +12,14 @@ from neuralsolve.lanczos import LanczosResult, lanczos, ritz_pairs
 
 from .dcdm import DCDM, DCDMPreconditioner, FlexibleDCDM, load_network
 from .dcdm_net import DCDMNet, DCDMNetConfig, geometry_flags
-from .ichol import ICPreconditioner, ichol0
 from .krylov import CG, FlexibleCG
 from .precond import (
     PRECONDITIONERS,
     AMGPreconditioner,
+    ICPreconditioner,
     JacobiPreconditioner,
     Preconditioner,
+    ichol0,
     make_preconditioner,
 )
 from .reference import DirectSolver, PyAMGSolver, ScipyCG
