@@ -24,10 +24,10 @@ from pathlib import Path
 
 import torch
 
+from neuralsolve.operators.dcdm_train import DCDMDataConfig, generate_rhs, load_rhs, train_dcdm
 from neuralsolve.optim import TrainerConfig
 from neuralsolve.solvers.dcdm import DEFAULT_DIRECTIONS
 from neuralsolve.solvers.dcdm_net import DCDMNetConfig
-from neuralsolve.solvers.dcdm_train import DCDMDataConfig, generate_rhs, load_rhs, train_dcdm
 
 QUICK = bool(os.environ.get("NEURALSOLVE_QUICK"))
 # Learning rates: Adam's the notes' 1e-3; Muon's orthogonalised update takes a larger one.

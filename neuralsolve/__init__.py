@@ -27,6 +27,7 @@ from .errors import (
     NonFiniteError,
     NotSPDError,
 )
+from .lanczos import lanczos
 from .linop import (
     CallableOperator,
     DenseOperator,
@@ -37,7 +38,7 @@ from .linop import (
     as_operator,
 )
 from .result import SolveResult, Status
-from .solvers import available_methods, lanczos, solve
+from .solvers import available_methods, solve
 from .stencil import StencilOperator
 
 __all__ = [

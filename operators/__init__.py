@@ -5,7 +5,8 @@ the baseline; each an ``nn.Module`` with a dataclass config, made by name::
 
 Inputs are ``(batch, in_channels, *grid)``, outputs ``(batch, out_channels, *grid)``.
 :mod:`.training` trains them on HDF5 datasets through :class:`neuralsolve.optim.Trainer` and
-evaluates checkpoints.
+evaluates checkpoints. :mod:`.dcdm_train` trains the DCDM solver's network the same way (not
+imported here: ``from neuralsolve.operators.dcdm_train import train_dcdm``).
 """
 
 from .base import MODELS, OperatorConfig, available, config_dict, create, make_config

@@ -34,6 +34,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from neuralsolve.params import matrix_dims
+
 from .base import (
     OperatorConfig,
     Pointwise,
@@ -79,7 +81,7 @@ class SpectralConv(nn.Module):
 
     The complex weights are stored as real tensors with a trailing axis of 2 (real, imaginary)
     so that data-parallel wrappers and optimizers see only real parameters; they are marked
-    (:func:`neuralsolve.optim.matrix_dims`) as a stack of ``(in, out)`` matrices, one per mode
+    (:func:`neuralsolve.params.matrix_dims`) as a stack of ``(in, out)`` matrices, one per mode
     and part, which is how :class:`~neuralsolve.optim.Muon` orthogonalises them.
 
     Parameters
@@ -91,7 +93,6 @@ class SpectralConv(nn.Module):
     """
 
     def __init__(self, in_channels: int, out_channels: int, modes: tuple[int, ...]) -> None:
-        from neuralsolve.optim.muon import matrix_dims  # here: optim imports the datasets
 
         super().__init__()
         self.modes = tuple(modes)
@@ -192,7 +193,6 @@ class FNO(nn.Module):
                 )
                 for _ in range(c.layers)
             )
-            from neuralsolve.optim.muon import matrix_dims  # here: optim imports the datasets
 
             # per-channel scales, not a (layers, width) matrix: Muon leaves them to AdamW
             self.gates = matrix_dims(nn.Parameter(torch.ones(c.layers, c.width)), None)

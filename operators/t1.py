@@ -61,6 +61,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from neuralsolve.params import matrix_dims
 from neuralsolve.spectral import dct_matrix
 
 from .base import (
@@ -186,7 +187,6 @@ class _Block(nn.Module):
     """
 
     def __init__(self, channels: int, kept: tuple[int, ...], channel_std: float, act: str) -> None:
-        from neuralsolve.optim.muon import matrix_dims  # here: optim imports the datasets
 
         super().__init__()
         self.kept = kept

@@ -11,13 +11,15 @@
   every rank together, and runs at exit when the Trainer opened the process group).
 """
 
+from neuralsolve.params import matrix_dims
+
 from . import curvature, schedules
 from .adam_family import AdamP, DiffGrad
 from .hessian_diagonal import AdaHessian, Sophia, gnb_loss
 from .lbfgs import LBFGS
 from .lowrank import DCTLowRank, dct_matrix
 from .mfac import MFAC
-from .muon import Muon, matrix_dims, newton_schulz
+from .muon import Muon, newton_schulz
 from .registry import OPTIMIZERS, available, create
 from .schedules import make_schedule
 from .trainer import Trainer, TrainerConfig, TrainResult, close_distributed

@@ -30,8 +30,8 @@ from typing import Any
 import numpy as np
 import torch
 
+from neuralsolve.lanczos import lanczos
 from neuralsolve.linop import CallableOperator, LinearOperator, as_operator
-from neuralsolve.solvers.lanczos import lanczos
 
 __all__ = [
     "Estimate",

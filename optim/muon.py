@@ -8,12 +8,11 @@ from typing import Any
 
 import torch
 
+from neuralsolve.params import MATRIX_DIMS
+
 from ._common import check_betas, check_number, run_closure
 
-__all__ = ["Muon", "matrix_dims", "newton_schulz"]
-
-# Name of the parameter attribute that tells Muon how to read a parameter as matrices.
-MATRIX_DIMS = "matrix_dims"
+__all__ = ["Muon", "newton_schulz"]
 
 # Quintic Newton-Schulz coefficients of Jordan et al. (2024), chosen to push the singular values of
 # a normalised matrix towards 1 quickly rather than exactly.
@@ -50,37 +49,6 @@ def newton_schulz(
         A = X @ X.mH
         X = a * X + (b * A + c * (A @ A)) @ X
     return (X.mH if tall else X).to(out_dtype)
-
-
-def matrix_dims(param: torch.Tensor, dims: tuple[int, int] | None) -> torch.Tensor:
-    """Tell :class:`Muon` how to read ``param`` as matrices; returns ``param``.
-
-    ``dims = (rows, cols)``: ``param`` is a stack of matrices along those two axes, indexed by
-    the others, and Muon orthogonalises each matrix on its own. This is the right geometry for
-    weights that act per mode, such as T1's per-mode channel mixing ``(modes, in, out)`` (dims
-    ``(1, 2)``): without the mark, Muon reads a parameter as ``(shape[0], rest)``, right for a
-    convolution kernel but for T1's 1024 per-mode ``32 x 32`` matrices one ``1024 x 1024``
-    matrix. ``dims = None``: not a matrix (a bias or gain stored with several axes); Muon gives
-    it AdamW.
-
-    The mark is an attribute of the parameter object: it follows ``module.to(...)`` but, as any
-    attribute, not ``copy.deepcopy`` (torch copies a parameter's data alone).
-    """
-    if dims is not None:
-        if len(dims) != 2:
-            raise ValueError(f"dims must be (rows, cols) or None, got {dims!r}")
-        rows, cols = (
-            d % param.ndim if isinstance(d, int) and -param.ndim <= d < param.ndim else None
-            for d in dims
-        )
-        if rows is None or cols is None or rows == cols:
-            raise ValueError(
-                f"dims {dims!r} are not two different axes of a parameter of shape "
-                f"{tuple(param.shape)}"
-            )
-        dims = (rows, cols)
-    setattr(param, MATRIX_DIMS, dims)
-    return param
 
 
 class Muon(torch.optim.Optimizer):

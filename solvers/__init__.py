@@ -8,18 +8,20 @@ Use :func:`solve` with a method name, or the solver classes directly::
     res = CG(rtol=1e-8).solve(A, b, M=M)       # solve many
 """
 
+from neuralsolve.lanczos import LanczosResult, lanczos, ritz_pairs
+
 from .base import PreparedSolver, Solver, SolverBase
 from .convergence import IterationInfo
 from .dcdm import DCDM, DCDMPreconditioner, FlexibleDCDM, load_network
 from .dcdm_net import DCDMNet, DCDMNetConfig, geometry_flags
-from .ichol import ICPreconditioner, ichol0
 from .krylov import CG, FlexibleCG
-from .lanczos import LanczosResult, lanczos, ritz_pairs
 from .precond import (
     PRECONDITIONERS,
     AMGPreconditioner,
+    ICPreconditioner,
     JacobiPreconditioner,
     Preconditioner,
+    ichol0,
     make_preconditioner,
 )
 from .reference import DirectSolver, PyAMGSolver, ScipyCG

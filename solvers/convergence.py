@@ -21,7 +21,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 import torch
@@ -109,21 +109,41 @@ def _norms(R: torch.Tensor) -> torch.Tensor:
     return torch.linalg.vector_norm(R.reshape(R.shape[0], -1), dim=1)
 
 
+class LoopSettings(Protocol):
+    """The hyperparameters :func:`start` reads from a solver."""
+
+    rtol: float
+    atol: float
+    true_residual_every: int
+
+
 def start(
+    settings: LoopSettings,
     B: torch.Tensor,
     X0: torch.Tensor | None,
     apply_A: ApplyFn,
     *,
-    rtol: float,
-    atol: float,
     max_iters: int,
-    true_residual_every: int,
+    deflation: Any = None,
 ) -> tuple[ConvergenceControl, torch.Tensor, torch.Tensor]:
     """The first iterate, its residual and the control of a loop over ``(k, n)`` blocks.
 
     ``X`` is ``X0`` (the caller's private copy, updated in place) or zeros; a column whose
     right-hand side is zero starts (and ends) at ``x = 0``, whatever ``x0`` was (as in scipy).
-    ``R = B - A X``, one product counted only when ``X0`` is given.
+    ``R = B - A X``, one product counted only when ``X0`` is given. With a ``deflation``
+    (:class:`~neuralsolve.solvers.deflation.BlockDeflation`) the iterating columns then get
+    the coarse correction, so that ``Z^T R = 0`` (one more product).
+
+    Parameters
+    ----------
+    settings : solver
+        Its ``rtol``, ``atol`` and ``true_residual_every``.
+    B, X0 : torch.Tensor
+        Right-hand sides and initial guesses (or ``None``), ``(k, n)``.
+    apply_A : callable
+        ``X -> A X`` on ``(k, n)`` blocks.
+    max_iters : int
+        The iteration limit.
 
     Returns
     -------
@@ -140,12 +160,15 @@ def start(
     control = ConvergenceControl(
         bnorm,
         rownorm(R),
-        rtol,
-        atol,
+        settings.rtol,
+        settings.atol,
         max_iters=max_iters,
-        true_residual_every=true_residual_every,
+        true_residual_every=settings.true_residual_every,
         matvecs=int(X0 is not None),
     )
+    if deflation is not None and control.any_active:
+        R = deflation.correct_start(B, X, R, control.active, apply_A)
+        control.matvecs += 1
     return control, X, R
 
 

@@ -333,19 +333,8 @@ class DCDM(SolverBase):
         calls, seconds = directions.calls, directions.seconds
         k, n = B.shape
         apply_A = buffered_apply(op, k)
-        control, X, R = start(
-            B,
-            system.X0,
-            apply_A,
-            rtol=self.rtol,
-            atol=self.atol,
-            max_iters=self.max_iters if self.max_iters is not None else min(10 * n, 10_000),
-            true_residual_every=self.true_residual_every,
-        )
-        if deflation is not None and control.any_active:
-            # the coarse correction (then Z^T r = 0) counts in the first iteration's step
-            R = deflation.correct_start(B, X, R, control.active, apply_A)
-            control.matvecs += 1
+        max_iters = self.max_iters if self.max_iters is not None else min(10 * n, 10_000)
+        control, X, R = start(self, B, system.X0, apply_A, max_iters=max_iters, deflation=deflation)
         fallbacks = torch.zeros(k, dtype=torch.int64)
         if control.running:
             self._loop(apply_A, directions, deflation, B, X, R, control, callback, fallbacks)

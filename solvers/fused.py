@@ -183,15 +183,8 @@ def fused_cg(
     extra = {**extra, "compile_s": compile_s, "fused": True}
     setup_s += compile_s
 
-    control, X, R = start(
-        B,
-        system.X0,
-        op._apply_batch,
-        rtol=solver.rtol,
-        atol=solver.atol,
-        max_iters=solver.max_iters if solver.max_iters is not None else 10 * op.shape[0],
-        true_residual_every=solver.true_residual_every,
-    )
+    max_iters = solver.max_iters if solver.max_iters is not None else 10 * op.shape[0]
+    control, X, R = start(solver, B, system.X0, op._apply_batch, max_iters=max_iters)
     Bp, Xp, Rp = _padded(op, B), _padded(op, X), _padded(op, R)
 
     def true_residual() -> torch.Tensor:  # (k, *N)

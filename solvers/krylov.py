@@ -205,19 +205,9 @@ class _KrylovBase(SolverBase):
         op, B = system.A, system.B
         k, n = B.shape
         apply_A = buffered_apply(op, k)
-        control, X, R = start(
-            B,
-            system.X0,
-            apply_A,
-            rtol=self.rtol,
-            atol=self.atol,
-            max_iters=self.max_iters if self.max_iters is not None else 10 * n,
-            true_residual_every=self.true_residual_every,
-        )
+        max_iters = self.max_iters if self.max_iters is not None else 10 * n
         deflation = context.deflation
-        if deflation is not None and control.any_active:
-            R = deflation.correct_start(B, X, R, control.active, apply_A)
-            control.matvecs += 1
+        control, X, R = start(self, B, system.X0, apply_A, max_iters=max_iters, deflation=deflation)
         if control.running:
             self._loop(apply_A, context.apply_M, deflation, B, X, R, control, callback)
         return control.conclude(

@@ -176,7 +176,7 @@ def test_bench_rejects_bad_config() -> None:
         BenchConfig(rhs=0)
     with pytest.raises(ValueError, match="unknown problem"):
         main_args = ["bench", "--problem", "nonexistent-problem"]
-        from neuralsolve.cli import _problem_specs, build_parser
+        from neuralsolve.cli.app import _problem_specs, build_parser
 
         _problem_specs(build_parser().parse_args(main_args))
 

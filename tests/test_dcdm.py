@@ -15,10 +15,7 @@ import torch
 
 import neuralsolve as ns
 from neuralsolve.errors import DataFormatError
-from neuralsolve.result import Status
-from neuralsolve.solvers import DCDMNet, DCDMNetConfig, geometry_flags, load_network
-from neuralsolve.solvers.dcdm import shipped_model_path
-from neuralsolve.solvers.dcdm_train import (
+from neuralsolve.operators.dcdm_train import (
     DCDMDataConfig,
     dcdm_loss,
     evaluate_iterations,
@@ -28,6 +25,9 @@ from neuralsolve.solvers.dcdm_train import (
     train_dcdm,
     trajectory_rhs,
 )
+from neuralsolve.result import Status
+from neuralsolve.solvers import DCDMNet, DCDMNetConfig, geometry_flags, load_network
+from neuralsolve.solvers.dcdm import shipped_model_path
 
 
 class Identity(torch.nn.Module):
@@ -435,8 +435,8 @@ def test_bad_eval_directions_are_refused_before_data_and_training(
     tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     from neuralsolve.cli import main
+    from neuralsolve.operators import dcdm_train
     from neuralsolve.optim import TrainerConfig
-    from neuralsolve.solvers import dcdm_train
 
     out = tmp_path / "run"
     args = [

@@ -188,8 +188,8 @@ def test_deflated_loss_matches_the_formula_and_its_gradient() -> None:
     """The loss of the deflated method's first step: the unit residual left by the coarse
     correction, and the deflated direction, against dense float64 algebra; then gradcheck
     through the coarse solve."""
+    from neuralsolve.operators.dcdm_train import dcdm_loss
     from neuralsolve.solvers import DCDMNet
-    from neuralsolve.solvers.dcdm_train import dcdm_loss
 
     probs, ops, flags, deflations = _deflated_systems(4)
     geometry = torch.tensor([0, 1, 1])

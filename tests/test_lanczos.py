@@ -8,7 +8,7 @@ import scipy.sparse.linalg as spla
 import torch
 
 import neuralsolve as ns
-from neuralsolve.solvers import lanczos, ritz_pairs
+from neuralsolve.lanczos import lanczos, ritz_pairs
 
 from .conftest import random_spd_dense
 

@@ -497,7 +497,7 @@ def test_cli_errors(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
 
 
 def test_cli_generator_list_matches_the_registry() -> None:
-    from neuralsolve.cli_operators import GENERATOR_SUMMARIES
+    from neuralsolve.cli.operators import GENERATOR_SUMMARIES
     from neuralsolve.datasets.generators import GENERATORS
 
     assert list(GENERATOR_SUMMARIES) == list(GENERATORS)

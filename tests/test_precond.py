@@ -9,7 +9,7 @@ import torch
 
 import neuralsolve as ns
 from neuralsolve.solvers import AMGPreconditioner, ICPreconditioner, JacobiPreconditioner, ichol0
-from neuralsolve.solvers.ichol import row_levels
+from neuralsolve.solvers.precond.ichol import row_levels
 
 from .conftest import random_spd_sparse
 
@@ -76,7 +76,7 @@ def test_triangular_solve_backends_agree(case: str) -> None:
     L = levels.factor.toarray()
     expected = np.linalg.solve(L @ L.T, R.numpy().T).T
     np.testing.assert_allclose(levels.apply(R).numpy(), expected, rtol=1e-10, atol=1e-12)
-    from neuralsolve.solvers.ichol import native_trisolve_available
+    from neuralsolve.solvers.precond.ichol import native_trisolve_available
 
     if native_trisolve_available(torch.device("cpu")):
         native = ICPreconditioner(A, trisolve="native")

@@ -39,7 +39,7 @@ from neuralsolve.linop import (
 )
 from neuralsolve.stencil import StencilOperator
 
-from .precond import Preconditioner, explicit_matrix
+from .base import Preconditioner, explicit_matrix
 
 __all__ = ["ICPreconditioner", "ichol0", "row_levels"]
 

@@ -20,10 +20,14 @@ network's direction ``q = f(b)``,
 which is what one DCDM iteration from ``x = 0`` leaves (1 for a direction orthogonal to ``b``,
 0 for ``q`` parallel to ``A^{-1} b``).
 
-For the deflated method (``deflation_block``; :mod:`.deflation`) the loss follows that method's
-first iteration instead: ``b`` is replaced by the unit residual left by the coarse correction,
-``r = (b - A Z E^{-1} Z^T b) / ||.||``, and ``q`` by its deflated form
+For the deflated method (``deflation_block``; :mod:`neuralsolve.solvers.deflation`) the loss
+follows that method's first iteration instead: ``b`` is replaced by the unit residual left by
+the coarse correction, ``r = (b - A Z E^{-1} Z^T b) / ||.||``, and ``q`` by its deflated form
 ``q - Z E^{-1} Z^T A q``. The network then learns only what the box space leaves.
+
+It lives in :mod:`neuralsolve.operators`, beside the operators' own training, because it needs
+the gallery (datasets) and the :class:`~neuralsolve.optim.Trainer`: the solvers layer imports
+neither.
 """
 
 from __future__ import annotations
@@ -39,13 +43,16 @@ import h5py
 import numpy as np
 import torch
 
+from neuralsolve.checkpoint import load_checkpoint, save_checkpoint
+from neuralsolve.datasets import PROBLEMS, make_problem
 from neuralsolve.errors import DataFormatError
 from neuralsolve.fileio import atomic_path
-
-from .dcdm import DCDM, DEFAULT_DIRECTIONS
-from .dcdm_net import DCDMNet, DCDMNetConfig, geometry_flags
-from .deflation import BlockDeflation, check_deflation_block
-from .lanczos import lanczos
+from neuralsolve.lanczos import lanczos
+from neuralsolve.optim import Trainer
+from neuralsolve.solvers.dcdm import DCDM, DEFAULT_DIRECTIONS, load_network
+from neuralsolve.solvers.dcdm_net import DCDMNet, DCDMNetConfig, geometry_flags
+from neuralsolve.solvers.deflation import BlockDeflation, check_deflation_block
+from neuralsolve.solvers.registry import solve
 
 __all__ = [
     "DCDMData",
@@ -112,8 +119,6 @@ class DCDMDataConfig:
     seed: int = 0
 
     def __post_init__(self) -> None:
-        from neuralsolve.datasets import PROBLEMS
-
         names = self.names
         for name in names:
             if name not in PROBLEMS:
@@ -146,8 +151,6 @@ class DCDMDataConfig:
 
     @property
     def dim(self) -> int:
-        from neuralsolve.datasets import PROBLEMS
-
         return int(PROBLEMS[self.names[0]]["dim"])
 
     def seeds(self) -> list[int]:
@@ -159,8 +162,6 @@ class DCDMDataConfig:
 
     def problems(self, dtype: Any = torch.float64, device: Any = "cpu") -> list[Any]:
         """The training problems, rebuilt from their names and seeds."""
-        from neuralsolve.datasets import make_problem
-
         return [
             make_problem(name, self.n, seed=s, dtype=dtype, device=device)
             for name, s in zip(self.geometry_names(), self.seeds(), strict=True)
@@ -355,10 +356,6 @@ def evaluate_iterations(
     and with several problems also ``"dcdm_iters/<name>"`` and ``"cg_iters/<name>"`` for each;
     an unconverged solve counts as ``max_iters``.
     """
-    from neuralsolve.datasets import make_problem
-
-    from .registry import solve
-
     names = problem_names(problem, distinct=True)
     dcdm: dict[str, list[int]] = {name: [] for name in names}
     cg: dict[str, list[int]] = {name: [] for name in names}
@@ -416,8 +413,6 @@ def train_dcdm(
     (DCDMNet, TrainResult)
         The trained network (final weights) and the Trainer's result.
     """
-    from neuralsolve.optim import Trainer
-
     config = data.config
     net_config = net_config or DCDMNetConfig(dim=config.dim)
     if net_config.dim != config.dim:
@@ -429,8 +424,6 @@ def train_dcdm(
     torch.manual_seed(trainer_config.seed)
     net = DCDMNet(net_config)
     if init is not None:  # start from another run's weights (a previous stage)
-        from .dcdm import load_network
-
         start, _ = load_network(init, config.dim)
         if getattr(start, "config", None) != net_config:
             raise ValueError(
@@ -478,8 +471,6 @@ def export_model(
 ) -> Path:
     """Write a small model file (weights and config only, ``kind="dcdm-model"``) from a training
     checkpoint, and its training record as JSON beside it (``<out>.json``)."""
-    from neuralsolve.checkpoint import load_checkpoint, save_checkpoint
-
     ckpt = load_checkpoint(checkpoint)
     meta = ckpt.get("metadata") or {}
     if ckpt.get("kind") not in ("trainer", "model") or "dcdm_net" not in meta:
@@ -527,8 +518,6 @@ def trajectory_rhs(
     (rhs, geometry)
         ``(count, *grid)`` float32 and ``(count,)`` int64, as in :class:`DCDMData`.
     """
-    from .registry import solve
-
     config = data.config
     problems = config.problems()
     gen = torch.Generator().manual_seed(seed)

@@ -10,6 +10,8 @@ from typing import Any
 
 from neuralsolve.solvers.dcdm import DCDM, DEFAULT_DIRECTIONS
 
+from ._common import add_threads_arg, parse_assignments, set_threads
+
 __all__ = ["add_dcdm_parser"]
 
 EPILOG = """\
@@ -93,7 +95,7 @@ def add_dcdm_parser(tsub: Any) -> None:
     p.add_argument("--seed", type=int, default=0, help="(default: 0)")
     p.add_argument("--device", default="cpu", help="torch device (default: cpu)")
     p.add_argument("--dtype", default="float32", choices=["float32", "float64"])
-    p.add_argument("--threads", type=int, help="torch.set_num_threads")
+    add_threads_arg(p)
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
     p.set_defaults(func=_cmd_train_dcdm)
 
@@ -101,10 +103,7 @@ def add_dcdm_parser(tsub: Any) -> None:
 def _cmd_train_dcdm(args: argparse.Namespace) -> int:
     import torch
 
-    from neuralsolve.cli_operators import parse_assignments
-    from neuralsolve.optim import TrainerConfig
-    from neuralsolve.solvers.dcdm_net import DCDMNetConfig
-    from neuralsolve.solvers.dcdm_train import (
+    from neuralsolve.operators.dcdm_train import (
         DCDMDataConfig,
         export_model,
         generate_rhs,
@@ -112,9 +111,10 @@ def _cmd_train_dcdm(args: argparse.Namespace) -> int:
         problem_names,
         train_dcdm,
     )
+    from neuralsolve.optim import TrainerConfig
+    from neuralsolve.solvers.dcdm_net import DCDMNetConfig
 
-    if args.threads:
-        torch.set_num_threads(args.threads)
+    set_threads(args)
     out = Path(args.out)
     data_config = DCDMDataConfig(
         problem=args.problem,

@@ -1,5 +1,6 @@
 """The ``neuralsolve`` command: ``solve``, ``bench``, ``methods``, ``problems``, ``info``, and
-the operator-learning ``data``, ``train operator``, ``eval`` (in :mod:`.cli_operators`).
+the operator-learning ``data``, ``train operator``, ``eval`` (in :mod:`.operators`) and
+``train dcdm`` (in :mod:`.dcdm`).
 
 Exit codes: 0 success, 1 a solve that did not converge, 2 bad input or usage.
 """
@@ -12,7 +13,9 @@ import sys
 from pathlib import Path
 from typing import Any
 
-__all__ = ["main"]
+from ._common import add_threads_arg, parse_assignments, set_threads, usage
+
+__all__ = ["build_parser", "main"]
 
 EPILOG_SOLVE = """\
 examples:
@@ -47,13 +50,13 @@ def _add_runtime_args(p: argparse.ArgumentParser) -> None:
         choices=["float32", "float64"],
         help="working precision (default: float64)",
     )
-    p.add_argument(
-        "--threads", type=int, default=None, help="torch.set_num_threads (default: torch's choice)"
-    )
+    add_threads_arg(p)
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from ._version import __version__
+    from neuralsolve._version import __version__
+
+    from . import dcdm, operators
 
     parser = argparse.ArgumentParser(
         prog="neuralsolve",
@@ -158,9 +161,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=_cmd_problems)
     i = sub.add_parser("info", help="versions, threads and devices")
     i.set_defaults(func=_cmd_info)
-    from .cli_operators import add_parsers
-
-    add_parsers(sub)
+    operators.add_data_parser(sub)
+    t = sub.add_parser("train", help="train a model (neural operators, DCDM networks)")
+    tsub = t.add_subparsers(dest="train_command", metavar="WHAT")
+    t.set_defaults(func=lambda args: usage(t))
+    dcdm.add_dcdm_parser(tsub)
+    operators.add_train_operator_parser(tsub)
+    operators.add_eval_parser(sub)
     return parser
 
 
@@ -171,8 +178,7 @@ def _cmd_solve(args: argparse.Namespace) -> int:
 
     import neuralsolve as ns
 
-    if args.threads is not None:
-        torch.set_num_threads(args.threads)
+    set_threads(args)
     dtype = getattr(torch, args.dtype)
     problem = None
     if args.problem:
@@ -247,8 +253,8 @@ def _cmd_solve(args: argparse.Namespace) -> int:
 
 # ----------------------------------------------------------------------------- bench
 def _problem_specs(args: argparse.Namespace) -> list[tuple[str, int | None]]:
-    from .bench import DEFAULT_PROBLEMS
-    from .datasets import PROBLEMS
+    from neuralsolve.bench import DEFAULT_PROBLEMS
+    from neuralsolve.datasets import PROBLEMS
 
     if not args.problem and not args.n:
         return list(DEFAULT_PROBLEMS)
@@ -275,8 +281,6 @@ def _problem_specs(args: argparse.Namespace) -> list[tuple[str, int | None]]:
 def _method_options(items: list[str] | None) -> dict[str, dict[str, Any]]:
     """``["dcdm.directions=8"]`` -> ``{"dcdm": {"directions": 8}}`` (values parsed as JSON
     where they parse)."""
-    from .cli_operators import parse_assignments
-
     out: dict[str, dict[str, Any]] = {}
     for key, value in parse_assignments(items).items():
         method, dot, option = key.partition(".")
@@ -289,7 +293,7 @@ def _method_options(items: list[str] | None) -> dict[str, dict[str, Any]]:
 
 
 def _cmd_bench(args: argparse.Namespace) -> int:
-    from .bench import (
+    from neuralsolve.bench import (
         DEFAULT_METHODS,
         BenchConfig,
         format_table,
@@ -343,7 +347,7 @@ def _cmd_bench(args: argparse.Namespace) -> int:
 
 # ----------------------------------------------------------------------------- listings
 def _cmd_methods(args: argparse.Namespace) -> int:
-    from .solvers import METHODS
+    from neuralsolve.solvers import METHODS
 
     width = max(map(len, METHODS))
     for name, spec in METHODS.items():
@@ -352,7 +356,7 @@ def _cmd_methods(args: argparse.Namespace) -> int:
 
 
 def _cmd_problems(args: argparse.Namespace) -> int:
-    from .datasets import available_problems
+    from neuralsolve.datasets import available_problems
 
     problems = available_problems()
     width = max(map(len, problems))
@@ -364,9 +368,9 @@ def _cmd_problems(args: argparse.Namespace) -> int:
 def _cmd_info(args: argparse.Namespace) -> int:
     import torch
 
-    from ._version import __version__
-    from .bench import _cpu_name
-    from .solvers.ichol import native_trisolve_available
+    from neuralsolve._version import __version__
+    from neuralsolve.bench import _cpu_name
+    from neuralsolve.solvers.precond.ichol import native_trisolve_available
 
     print(f"neuralsolve {__version__}, torch {torch.__version__}")
     print(f"cpu         {_cpu_name()}, torch threads {torch.get_num_threads()}")
@@ -382,7 +386,7 @@ def _cmd_info(args: argparse.Namespace) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``neuralsolve`` console script."""
-    from .errors import DataFormatError, NonFiniteError, NotSPDError
+    from neuralsolve.errors import DataFormatError, NonFiniteError, NotSPDError
 
     parser = build_parser()
     args = parser.parse_args(argv)

@@ -8,7 +8,9 @@ import sys
 from pathlib import Path
 from typing import Any
 
-__all__ = ["add_parsers", "parse_assignments"]
+from ._common import add_threads_arg, parse_assignments, set_threads, usage
+
+__all__ = ["GENERATOR_SUMMARIES", "add_data_parser", "add_eval_parser", "add_train_operator_parser"]
 
 EPILOG_DATA = """\
 examples:
@@ -55,28 +57,13 @@ GENERATOR_SUMMARIES = {
 }
 
 
-def parse_assignments(items: list[str] | None) -> dict[str, Any]:
-    """``["modes=16", "padding=8", "name=x"]`` -> ``{"modes": 16, "padding": 8, "name": "x"}``;
-    values are read as JSON where they parse (numbers, lists, true/false/null)."""
-    out: dict[str, Any] = {}
-    for item in items or []:
-        key, sep, value = item.partition("=")
-        if not sep or not key:
-            raise ValueError(f"--set expects key=value, got {item!r}")
-        try:
-            out[key.strip()] = json.loads(value)
-        except json.JSONDecodeError:
-            out[key.strip()] = value
-    return out
-
-
 def _count(text: str) -> int | float:
     value = float(text)
     return int(value) if value >= 1 and value == int(value) else value
 
 
-def add_parsers(sub: Any) -> None:
-    """Add ``data``, ``train`` and ``eval`` to the top-level sub-parsers."""
+def add_data_parser(sub: Any) -> None:
+    """Add ``data`` to the top-level sub-parsers."""
     d = sub.add_parser(
         "data",
         help="generate operator-learning datasets (HDF5) or describe one",
@@ -102,14 +89,11 @@ def add_parsers(sub: Any) -> None:
     info.add_argument("file")
     info.add_argument("--json", action="store_true", help="print as JSON")
     info.set_defaults(func=_cmd_data_info)
-    d.set_defaults(func=lambda args: _usage(d))
+    d.set_defaults(func=lambda args: usage(d))
 
-    t = sub.add_parser("train", help="train a model (neural operators, DCDM networks)")
-    tsub = t.add_subparsers(dest="train_command", metavar="WHAT")
-    t.set_defaults(func=lambda args: _usage(t))
-    from .cli_dcdm import add_dcdm_parser
 
-    add_dcdm_parser(tsub)
+def add_train_operator_parser(tsub: Any) -> None:
+    """Add ``operator`` to the ``train`` sub-commands."""
     o = tsub.add_parser(
         "operator",
         help="train a neural operator on an HDF5 dataset",
@@ -144,10 +128,13 @@ def add_parsers(sub: Any) -> None:
     o.add_argument("--device", default="cpu", help="torch device (default: cpu)")
     o.add_argument("--dtype", default="float32", choices=["float32", "float64"])
     o.add_argument("--workers", type=int, default=0, help="DataLoader workers (default: 0)")
-    o.add_argument("--threads", type=int, help="torch.set_num_threads")
+    add_threads_arg(o)
     o.add_argument("--no-progress", action="store_true", help="no progress bar")
     o.set_defaults(func=_cmd_train_operator)
 
+
+def add_eval_parser(sub: Any) -> None:
+    """Add ``eval`` to the top-level sub-parsers."""
     e = sub.add_parser(
         "eval",
         help="evaluate a trained operator: error table, throughput, plot",
@@ -164,20 +151,8 @@ def add_parsers(sub: Any) -> None:
     e.add_argument("--json", action="store_true", help="print JSON and write OUT_DIR/eval.json")
     e.add_argument("--plot", action="store_true", help="write OUT_DIR/eval.png")
     e.add_argument("--out-dir", help="(default: the checkpoint's directory)")
-    e.add_argument("--threads", type=int, help="torch.set_num_threads")
+    add_threads_arg(e)
     e.set_defaults(func=_cmd_eval)
-
-
-def _usage(parser: argparse.ArgumentParser) -> int:
-    parser.print_help()
-    return 2
-
-
-def _threads(args: argparse.Namespace) -> None:
-    if getattr(args, "threads", None):
-        import torch
-
-        torch.set_num_threads(args.threads)
 
 
 # ----------------------------------------------------------------------------- data
@@ -250,7 +225,7 @@ def _cmd_train_operator(args: argparse.Namespace) -> int:
         raise ValueError("--data is required: an HDF5 dataset (make one with `neuralsolve data`)")
     if args.model not in MODELS:
         raise ValueError(f"unknown model {args.model!r}; available: {', '.join(sorted(MODELS))}")
-    _threads(args)
+    set_threads(args)
     settings = parse_assignments(args.set)
     trainer_settings = {
         k[len("trainer.") :]: v for k, v in settings.items() if k.startswith("trainer.")
@@ -335,7 +310,7 @@ def _cmd_eval(args: argparse.Namespace) -> int:
     from neuralsolve.datasets.operator_data import H5Dataset
     from neuralsolve.operators import evaluate, load_operator, plot_predictions
 
-    _threads(args)
+    set_threads(args)
     operator = load_operator(args.checkpoint, map_location=args.device)
     meta = operator.metadata  # type: ignore[attr-defined]
     data_info = meta.get("data", {})

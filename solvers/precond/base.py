@@ -1,4 +1,6 @@
-"""Preconditioners: set up once from ``A`` (timed), applied to batches many times.
+"""The preconditioner base class, and what every preconditioner and solver shares: the
+matrix entries for set-ups that need them, single-threaded BLAS for pyamg's cycles, and
+:func:`resolve_preconditioner` (a user's ``M=`` -> a batch-first apply function).
 
 Every preconditioner approximates ``A^{-1}`` by a fixed symmetric positive definite map ``M``
 and is used as a *left* preconditioner by PCG: the iteration minimises the A-norm of the error
@@ -9,7 +11,6 @@ unpreconditioned ``||b - A x||_2``. ``.as_preconditioner()`` returns ``M`` as a
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable
 from typing import Any
 
@@ -17,16 +18,14 @@ import numpy as np
 import scipy.sparse as sp
 import torch
 
-from neuralsolve.errors import NotSPDError
 from neuralsolve.linop import CallableOperator, LinearOperator, as_operator, same_device
 
 __all__ = [
-    "PRECONDITIONERS",
-    "AMGPreconditioner",
-    "JacobiPreconditioner",
+    "ApplyFn",
     "Preconditioner",
-    "make_preconditioner",
+    "explicit_matrix",
     "resolve_preconditioner",
+    "single_threaded_blas",
 ]
 
 
@@ -71,92 +70,6 @@ class Preconditioner:
         return f"<{type(self).__name__} n={self.shape[0]} setup_s={self.setup_s:.3g}>"
 
 
-class JacobiPreconditioner(Preconditioner):
-    """Diagonal scaling ``M = diag(A)^{-1}``.
-
-    Raises
-    ------
-    NotSPDError
-        If a diagonal entry is not positive (then ``A`` is not SPD and ``M`` would not be).
-    """
-
-    name = "jacobi"
-
-    def __init__(self, A: Any) -> None:
-        super().__init__(A)
-        t0 = time.perf_counter()
-        d = as_operator(A).diagonal()
-        bad = torch.nonzero(~(d > 0)).reshape(-1)
-        if bad.numel():
-            i = int(bad[0])
-            raise NotSPDError(
-                f"Jacobi needs a positive diagonal, but A[{i}, {i}] = {float(d[i]):.4g} "
-                f"({bad.numel()} entries <= 0): A is not SPD"
-            )
-        self.inv_diagonal = 1.0 / d
-        self.setup_s = time.perf_counter() - t0
-
-    def apply(self, Rt: torch.Tensor, out: torch.Tensor | None = None) -> torch.Tensor:
-        return (
-            torch.mul(Rt, self.inv_diagonal, out=out) if out is not None else Rt * self.inv_diagonal
-        )
-
-
-class AMGPreconditioner(Preconditioner):
-    """One algebraic-multigrid V-cycle of a pyamg hierarchy as preconditioner.
-
-    Parameters
-    ----------
-    A : operator or matrix
-        Must have an explicit matrix (sparse, dense or stencil; ``to_scipy()`` gives CSR).
-    kind : {"sa", "rs"}
-        pyamg's smoothed aggregation (default) or Ruge-Stuben hierarchy.
-    cycle : {"V", "W", "F"}
-        Cycle type.
-    **options
-        Passed to ``pyamg.smoothed_aggregation_solver`` / ``ruge_stuben_solver``.
-
-    Notes
-    -----
-    The cycle runs in pyamg's compiled smoothers on the CPU (its symmetric Gauss-Seidel makes
-    the V-cycle symmetric, so it is a valid PCG preconditioner); tensors on another device
-    travel through host memory for each application. Iteration counts then match pyamg's own
-    ``solve(..., accel="cg")``.
-    """
-
-    name = "amg"
-
-    def __init__(self, A: Any, *, kind: str = "sa", cycle: str = "V", **options: Any) -> None:
-        super().__init__(A)
-        import pyamg
-
-        if kind not in ("sa", "rs"):
-            raise ValueError(
-                f"unknown AMG kind {kind!r}: use 'sa' (smoothed aggregation) or 'rs' (Ruge-Stuben)"
-            )
-        if cycle not in ("V", "W", "F"):
-            raise ValueError(f"unknown cycle {cycle!r}: use 'V', 'W' or 'F'")
-        t0 = time.perf_counter()
-        mat = explicit_matrix(A, "AMG")
-        build = pyamg.smoothed_aggregation_solver if kind == "sa" else pyamg.ruge_stuben_solver
-        self.hierarchy = build(mat, **options)
-        self._M = self.hierarchy.aspreconditioner(cycle=cycle)
-        self._np_dtype = mat.dtype
-        self.setup_s = time.perf_counter() - t0
-        self.info = {
-            "amg_kind": kind,
-            "levels": len(self.hierarchy.levels),
-            "operator_complexity": float(self.hierarchy.operator_complexity()),
-        }
-
-    def apply(self, Rt: torch.Tensor, out: torch.Tensor | None = None) -> torch.Tensor:
-        R = Rt.detach().cpu().numpy()
-        with single_threaded_blas():
-            Z = np.stack([self._M.matvec(np.ascontiguousarray(r, dtype=self._np_dtype)) for r in R])
-        Zt = torch.from_numpy(Z).to(device=Rt.device, dtype=Rt.dtype)
-        return Zt if out is None else out.copy_(Zt)
-
-
 _BLAS_CONTROLLER: Any = None
 
 
@@ -188,28 +101,6 @@ def explicit_matrix(A: Any, who: str) -> sp.csr_array:
             "sparse/dense matrix or a gallery operator, or use method='cg' / 'pcg-jacobi'"
         )
     return sp.csr_array(mat)
-
-
-def _ic(A: Any, **options: Any) -> Preconditioner:
-    from .ichol import ICPreconditioner
-
-    return ICPreconditioner(A, **options)
-
-
-PRECONDITIONERS: dict[str, Callable[..., Preconditioner]] = {
-    "jacobi": JacobiPreconditioner,
-    "ic": _ic,
-    "amg": AMGPreconditioner,
-}
-
-
-def make_preconditioner(name: str, A: Any, **options: Any) -> Preconditioner:
-    """Build a preconditioner by name (``"jacobi"``, ``"ic"``, ``"amg"``)."""
-    if name not in PRECONDITIONERS:
-        raise ValueError(
-            f"unknown preconditioner {name!r}; available: {', '.join(PRECONDITIONERS)}"
-        )
-    return PRECONDITIONERS[name](A, **options)
 
 
 ApplyFn = Callable[[torch.Tensor, "torch.Tensor | None"], torch.Tensor]

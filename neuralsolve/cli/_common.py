@@ -1,0 +1,56 @@
+"""What the sub-commands of ``neuralsolve`` share: ``--threads``, ``--set key=value``, usage."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from typing import Any
+
+__all__ = ["add_threads_arg", "parse_assignments", "set_threads", "usage"]
+
+
+def add_threads_arg(p: argparse.ArgumentParser) -> None:
+    """The ``--threads`` option, the same for every sub-command."""
+    p.add_argument(
+        "--threads", type=int, default=None, help="torch.set_num_threads (default: torch's choice)"
+    )
+
+
+def set_threads(args: argparse.Namespace) -> None:
+    """``torch.set_num_threads(args.threads)`` when ``--threads`` was given.
+
+    Raises
+    ------
+    ValueError
+        If it is below 1 (the benchmark's own check, :class:`~neuralsolve.bench.BenchConfig`,
+        says the same).
+    """
+    threads = getattr(args, "threads", None)
+    if threads is None:
+        return
+    if threads < 1:
+        raise ValueError(f"--threads must be >= 1, got {threads}")
+    import torch
+
+    torch.set_num_threads(threads)
+
+
+def parse_assignments(items: list[str] | None) -> dict[str, Any]:
+    """``["modes=16", "padding=8", "name=x"]`` -> ``{"modes": 16, "padding": 8, "name": "x"}``;
+    values are read as JSON where they parse (numbers, lists, true/false/null)."""
+    out: dict[str, Any] = {}
+    for item in items or []:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise ValueError(f"--set expects key=value, got {item!r}")
+        try:
+            out[key.strip()] = json.loads(value)
+        except json.JSONDecodeError:
+            out[key.strip()] = value
+    return out
+
+
+def usage(parser: argparse.ArgumentParser) -> int:
+    """Print ``parser``'s help; the exit code of a command group called without a command."""
+    parser.print_help()
+    return 2
