@@ -244,5 +244,5 @@ def fused_cg(
         rz = rz_new
     X = _unpadded(op, Xp)
     return tracker.conclude(
-        system, X, B - op._apply_batch(X), method=solver.label, setup_s=setup_s, extra=extra
+        system, X, B - op.apply_batch(X), method=solver.label, setup_s=setup_s, extra=extra
     )

@@ -59,8 +59,8 @@ class LinearOperator:
     """A linear map ``R^n -> R^m`` on a torch device.
 
     Subclasses call ``super().__init__(shape, dtype, device, ...)`` and implement
-    ``_matmat(X)`` for ``X`` of shape ``(n, k)``; they may implement ``_transpose``,
-    ``diagonal``, ``to_scipy`` and ``_to``.
+    ``_matmat(X)`` for ``X`` of shape ``(n, k)``; they may implement ``apply_batch`` (the
+    solvers' batch-first hot path), ``_transpose``, ``diagonal``, ``to_scipy`` and ``_to``.
 
     Parameters
     ----------
@@ -147,12 +147,13 @@ class LinearOperator:
     def _matmat(self, X: torch.Tensor) -> torch.Tensor:
         raise NotImplementedError(f"{type(self).__name__} must implement _matmat(X)")
 
-    def _apply_batch(self, Xt: torch.Tensor) -> torch.Tensor:
+    def apply_batch(self, Xt: torch.Tensor) -> torch.Tensor:
         """``(A @ Xt.T).T`` for a batch stored row-wise, ``Xt`` of shape ``(k, n)``.
 
-        The Krylov solvers keep blocks of vectors batch-first (each vector contiguous), where
-        per-vector dot products are fast; operators override this when they can skip the
-        transposes.
+        The solvers' hot path: the Krylov solvers keep blocks of vectors batch-first (each
+        vector contiguous), where per-vector dot products are fast; operators override this
+        when they can skip the transposes. Unlike :meth:`matvec` and :meth:`matmat` it checks
+        nothing: ``Xt`` must already have this operator's dtype, device and ``n`` columns.
         """
         return self._matmat(Xt.T).T.contiguous()
 

@@ -45,8 +45,8 @@ class SumOperator(LinearOperator):
     def _matmat(self, X: torch.Tensor) -> torch.Tensor:
         return self.A._matmat(X) + self.B._matmat(X)
 
-    def _apply_batch(self, Xt: torch.Tensor) -> torch.Tensor:
-        return self.A._apply_batch(Xt) + self.B._apply_batch(Xt)
+    def apply_batch(self, Xt: torch.Tensor) -> torch.Tensor:
+        return self.A.apply_batch(Xt) + self.B.apply_batch(Xt)
 
     def _transpose(self) -> LinearOperator:
         if self._symmetric:
@@ -82,8 +82,8 @@ class ScaledOperator(LinearOperator):
     def _matmat(self, X: torch.Tensor) -> torch.Tensor:
         return self.A._matmat(X) * self.alpha
 
-    def _apply_batch(self, Xt: torch.Tensor) -> torch.Tensor:
-        return self.A._apply_batch(Xt) * self.alpha
+    def apply_batch(self, Xt: torch.Tensor) -> torch.Tensor:
+        return self.A.apply_batch(Xt) * self.alpha
 
     def _transpose(self) -> LinearOperator:
         if self._symmetric:
@@ -111,8 +111,8 @@ class ProductOperator(LinearOperator):
     def _matmat(self, X: torch.Tensor) -> torch.Tensor:
         return self.A._matmat(self.B._matmat(X))
 
-    def _apply_batch(self, Xt: torch.Tensor) -> torch.Tensor:
-        return self.A._apply_batch(self.B._apply_batch(Xt))
+    def apply_batch(self, Xt: torch.Tensor) -> torch.Tensor:
+        return self.A.apply_batch(self.B.apply_batch(Xt))
 
     def _transpose(self) -> LinearOperator:
         return ProductOperator(self.B.T, self.A.T)

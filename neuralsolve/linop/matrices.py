@@ -53,7 +53,7 @@ class DenseOperator(LinearOperator):
     def _matmat(self, X: torch.Tensor) -> torch.Tensor:
         return self.matrix @ X
 
-    def _apply_batch(self, Xt: torch.Tensor) -> torch.Tensor:
+    def apply_batch(self, Xt: torch.Tensor) -> torch.Tensor:
         return Xt @ self.matrix.T
 
     def _transpose(self) -> LinearOperator:
@@ -130,7 +130,7 @@ class SparseOperator(LinearOperator):
             return (self.csr @ X.reshape(-1)).reshape(-1, 1)
         return self.csr @ X
 
-    def _apply_batch(self, Xt: torch.Tensor) -> torch.Tensor:
+    def apply_batch(self, Xt: torch.Tensor) -> torch.Tensor:
         # One SpMV per vector: faster than torch's SpMM on a transposed block (measured).
         if Xt.shape[0] == 1:
             return (self.csr @ Xt.reshape(-1)).reshape(1, -1)
@@ -241,7 +241,7 @@ class DiagonalOperator(LinearOperator):
     def _matmat(self, X: torch.Tensor) -> torch.Tensor:
         return X * self.d[:, None]
 
-    def _apply_batch(self, Xt: torch.Tensor) -> torch.Tensor:
+    def apply_batch(self, Xt: torch.Tensor) -> torch.Tensor:
         return Xt * self.d
 
     def diagonal(self) -> torch.Tensor:
@@ -265,7 +265,7 @@ class IdentityOperator(LinearOperator):
     def _matmat(self, X: torch.Tensor) -> torch.Tensor:
         return X.clone()
 
-    def _apply_batch(self, Xt: torch.Tensor) -> torch.Tensor:
+    def apply_batch(self, Xt: torch.Tensor) -> torch.Tensor:
         return Xt.clone()
 
     def diagonal(self) -> torch.Tensor:
