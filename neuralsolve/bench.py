@@ -32,6 +32,7 @@ import numpy as np
 import torch
 
 from ._version import __version__
+from .checks import check_choice, check_int
 from .fileio import atomic_path
 
 __all__ = [
@@ -128,10 +129,8 @@ class BenchConfig:
             raise ValueError(
                 f"rhs and repeat must be >= 1, got rhs={self.rhs}, repeat={self.repeat}"
             )
-        if self.threads is not None and self.threads < 1:
-            raise ValueError(f"threads must be >= 1, got {self.threads}")
-        if self.dtype not in ("float32", "float64"):
-            raise ValueError(f"dtype must be 'float32' or 'float64', got {self.dtype!r}")
+        check_int("threads", self.threads, minimum=1, allow_none=True)
+        check_choice("dtype", self.dtype, ("float32", "float64"))
 
 
 class PeakMemory:

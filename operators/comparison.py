@@ -23,6 +23,7 @@ import torch
 from torch import nn
 
 from neuralsolve._version import __version__
+from neuralsolve.checks import check_positive_float
 from neuralsolve.fileio import atomic_path
 
 from .training import evaluate, train_operator
@@ -194,10 +195,10 @@ def quick_run() -> bool:
 
 def positive_float(text: str) -> float:
     """An argparse ``type``: a finite number > 0, else a usage error that quotes the text."""
-    value = float(text)
-    if not 0.0 < value < float("inf"):
-        raise argparse.ArgumentTypeError(f"must be a positive number, got {text!r}")
-    return value
+    try:
+        return check_positive_float("the value", float(text))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a positive number, got {text!r}") from None
 
 
 def comparison_parser(

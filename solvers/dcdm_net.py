@@ -29,6 +29,8 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from neuralsolve.checks import check_positive_int
+
 __all__ = ["FLAG_CHANNELS", "DCDMNet", "DCDMNetConfig", "geometry_flags"]
 
 FLAG_CHANNELS = 2
@@ -103,9 +105,7 @@ class DCDMNetConfig:
                 f"unknown activation {self.activation!r}; available: {', '.join(ACTIVATIONS)}"
             )
         for name in ("channels", "coarse_channels", "fine_blocks", "coarse_blocks", "coarsest"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ValueError(f"{name} must be a positive integer, got {value!r}")
+            check_positive_int(name, getattr(self, name))
         gain = self.coarse_gain
         if (
             isinstance(gain, bool)
