@@ -17,7 +17,7 @@ import numpy as np
 import torch
 
 from neuralsolve._version import __version__
-from neuralsolve.checks import check_int
+from neuralsolve.checks import check_choice, check_int
 from neuralsolve.errors import NonFiniteError
 from neuralsolve.fileio import atomic_path
 
@@ -159,8 +159,7 @@ class DatasetWriter(AbstractContextManager["DatasetWriter"]):
             raise ValueError(f"pde must name the equation (e.g. 'darcy'), got {pde!r}")
         self.pde = pde
         self._parameters = _parameters_json(parameters)
-        if grid_kind not in GRID_KINDS:
-            raise ValueError(f"grid_kind must be 'cell' or 'node', got {grid_kind!r}")
+        check_choice("grid_kind", grid_kind, GRID_KINDS)
         self.grid_kind = grid_kind
         self.dtype = np.dtype(dtype)
         if self.dtype not in (np.dtype(np.float32), np.dtype(np.float64)):

@@ -36,7 +36,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from neuralsolve.checks import check_int, check_positive_int
+from neuralsolve.checks import check_choice, check_int, check_positive_int
 from neuralsolve.errors import NonFiniteError
 
 from .hdf5 import AXES, _detect, _existing, _open, _read_rows
@@ -522,10 +522,8 @@ class Normalizer(torch.nn.Module):
         NonFiniteError
             The data hold NaN or infinite values.
         """
-        if which not in ("input", "output"):
-            raise ValueError(f"which must be 'input' or 'output', got {which!r}")
-        if isinstance(batch, bool) or operator.index(batch) < 1:
-            raise ValueError(f"batch must be a positive int, got {batch!r}")
+        check_choice("which", which, ("input", "output"))
+        check_positive_int("batch", batch)
         count = 0
         mean = m2 = torch.zeros(0, dtype=torch.float64)
         for block in _batches(data, which, int(batch)):

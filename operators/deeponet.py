@@ -23,7 +23,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from neuralsolve.checks import check_nonnegative_int
+from neuralsolve.checks import check_choice, check_nonnegative_int
 
 from .base import (
     OperatorConfig,
@@ -89,8 +89,7 @@ class DeepONetConfig(OperatorConfig):
         for name in ("width", "branch_layers", "trunk_layers", "basis"):
             _positive_int(self, name)
         check_nonnegative_int("trunk_features", self.trunk_features)
-        if self.branch not in ("mlp", "cnn"):
-            raise ValueError(f"branch must be 'mlp' or 'cnn', got {self.branch!r}")
+        check_choice("branch", self.branch, ("mlp", "cnn"))
         if self.branch == "cnn" and (self.dim != 2 or min(self.sensors) < 16):
             raise ValueError(
                 "branch='cnn' needs dim=2 and at least 16 sensors per axis; use branch='mlp'"

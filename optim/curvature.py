@@ -30,7 +30,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from neuralsolve.checks import check_int, check_positive_int
+from neuralsolve.checks import check_choice, check_int, check_positive_int
 from neuralsolve.linop import CallableOperator, LinearOperator, as_operator
 from neuralsolve.solvers.lanczos import lanczos
 
@@ -272,8 +272,7 @@ def top_eigenvalues(
     op = as_operator(A)
     d = op.shape[0]
     check_int("k", k, minimum=1, maximum=d)
-    if which not in ("largest", "smallest", "magnitude"):
-        raise ValueError(f"which must be 'largest', 'smallest' or 'magnitude', got {which!r}")
+    check_choice("which", which, ("largest", "smallest", "magnitude"))
     m = num_steps if num_steps is not None else min(d, max(3 * k, 40))
     res = lanczos(op, m, reorthogonalize="full", store_vectors=False, generator=generator)
     theta = res.ritz()[0]

@@ -9,7 +9,12 @@ from typing import Any
 import numpy as np
 from tqdm.auto import tqdm
 
-from neuralsolve.checks import check_int, check_nonnegative_float, check_positive_float
+from neuralsolve.checks import (
+    check_choice,
+    check_int,
+    check_nonnegative_float,
+    check_positive_float,
+)
 
 __all__ = ["OperatorData"]
 
@@ -48,8 +53,7 @@ class OperatorData:
     grid_kind: str = "cell"
 
     def __post_init__(self) -> None:
-        if self.grid_kind not in ("cell", "node"):
-            raise ValueError(f"grid_kind must be 'cell' or 'node', got {self.grid_kind!r}")
+        check_choice("grid_kind", self.grid_kind, ("cell", "node"))
         for name in ("inputs", "outputs"):
             arr = getattr(self, name)
             if not isinstance(arr, np.ndarray) or arr.ndim < 3:
