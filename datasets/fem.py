@@ -25,6 +25,7 @@ import numpy as np
 import scipy.sparse as sp
 import torch
 
+from neuralsolve.checks import check_int
 from neuralsolve.errors import DataFormatError, NonFiniteError
 from neuralsolve.linop import SparseOperator, check_dtype, torch_dtype
 
@@ -228,8 +229,7 @@ def _boundary_nodes(cells: np.ndarray, d: int) -> np.ndarray:
 
 def unit_square_mesh(n: int) -> meshio.Mesh:
     """A structured triangulation of ``[0, 1]^2``: ``n x n`` squares, two triangles each."""
-    if n < 1:
-        raise ValueError(f"n must be >= 1, got {n}")
+    n = check_int("n", n, minimum=1)
     x = np.linspace(0.0, 1.0, n + 1)
     X, Y = np.meshgrid(x, x, indexing="ij")
     points = np.stack([X.ravel(), Y.ravel()], axis=1)
@@ -243,8 +243,7 @@ def unit_square_mesh(n: int) -> meshio.Mesh:
 def unit_cube_mesh(n: int) -> meshio.Mesh:
     """A structured tetrahedralisation of ``[0, 1]^3``: ``n^3`` cubes, six tetrahedra each
     (Kuhn's conforming split along the paths from (0,0,0) to (1,1,1))."""
-    if n < 1:
-        raise ValueError(f"n must be >= 1, got {n}")
+    n = check_int("n", n, minimum=1)
     x = np.linspace(0.0, 1.0, n + 1)
     X, Y, Z = np.meshgrid(x, x, x, indexing="ij")
     points = np.stack([X.ravel(), Y.ravel(), Z.ravel()], axis=1)

@@ -30,6 +30,7 @@ import scipy.ndimage as ndi
 import scipy.sparse as sp
 import torch
 
+from neuralsolve.checks import check_choice, check_int
 from neuralsolve.errors import NonFiniteError
 from neuralsolve.linop import check_dtype, torch_dtype
 from neuralsolve.stencil import StencilOperator
@@ -239,8 +240,7 @@ def poisson(
     lengths = tuple(float(v) for v in (lengths or (1.0,) * nd))
     if len(lengths) != nd or any(not np.isfinite(v) or v <= 0 for v in lengths):
         raise ValueError(f"lengths must be {nd} positive numbers, got {lengths}")
-    if gauge not in ("pin", "none"):
-        raise ValueError(f"gauge must be 'pin' or 'none', got {gauge!r}")
+    check_choice("gauge", gauge, ("pin", "none"))
     torch_dt = check_dtype(torch_dtype(dtype), "dtype")
     grid = Grid(shape, lengths)
     faces = _parse_bc(bc, nd)
@@ -570,8 +570,7 @@ def make_problem(
     """A named gallery problem with ``n`` cells per axis (see :data:`PROBLEMS`)."""
     if name not in PROBLEMS:
         raise ValueError(f"unknown problem {name!r}; available: {', '.join(PROBLEMS)}")
-    if not isinstance(n, int) or n < 2:
-        raise ValueError(f"n must be an integer >= 2, got {n!r}")
+    check_int("n", n, minimum=2)
     spec = {k: v for k, v in PROBLEMS[name].items() if k not in ("dim", "doc")}
     prob = poisson((n,) * PROBLEMS[name]["dim"], seed=seed, dtype=dtype, device=device, **spec)
     prob.name = f"{name}-{n}"

@@ -17,6 +17,7 @@ import numpy as np
 import torch
 
 from neuralsolve._version import __version__
+from neuralsolve.checks import check_choice, check_int
 from neuralsolve.errors import NonFiniteError
 from neuralsolve.fileio import atomic_path
 
@@ -145,12 +146,7 @@ class DatasetWriter(AbstractContextManager["DatasetWriter"]):
         **attrs: Any,
     ) -> None:
         self.path = Path(path)
-        try:
-            self.samples = operator.index(samples)
-        except TypeError:
-            raise TypeError(f"samples must be an int, got {type(samples).__name__}") from None
-        if self.samples < 1:
-            raise ValueError(f"samples must be >= 1, got {self.samples}")
+        self.samples = check_int("samples", samples, minimum=1)
         self.input_shape = _shape_arg(input_shape, "input_shape")
         self.output_shape = _shape_arg(output_shape, "output_shape")
         if self.output_shape[1:] != self.input_shape[1:]:
@@ -163,8 +159,7 @@ class DatasetWriter(AbstractContextManager["DatasetWriter"]):
             raise ValueError(f"pde must name the equation (e.g. 'darcy'), got {pde!r}")
         self.pde = pde
         self._parameters = _parameters_json(parameters)
-        if grid_kind not in GRID_KINDS:
-            raise ValueError(f"grid_kind must be 'cell' or 'node', got {grid_kind!r}")
+        check_choice("grid_kind", grid_kind, GRID_KINDS)
         self.grid_kind = grid_kind
         self.dtype = np.dtype(dtype)
         if self.dtype not in (np.dtype(np.float32), np.dtype(np.float64)):

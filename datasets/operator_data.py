@@ -36,6 +36,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
+from neuralsolve.checks import check_choice, check_int, check_positive_int
 from neuralsolve.errors import NonFiniteError
 
 from .hdf5 import AXES, _detect, _existing, _open, _read_rows
@@ -361,9 +362,7 @@ def split_indices(
     >>> {k: v.tolist() for k, v in split_indices(10, test=0.2, val=1).items()}
     {'train': [0, 1, 2, 3, 4, 5, 6], 'val': [7], 'test': [8, 9]}
     """
-    n = operator.index(n)
-    if n < 1:
-        raise ValueError(f"n must be a positive number of samples, got {n}")
+    n = check_positive_int("n", n)
     counts: dict[str, int] = {}
     for name, v in (("test", test), ("val", val)):
         counts[name] = _split_count(v, n, name)
@@ -485,9 +484,7 @@ class Normalizer(torch.nn.Module):
     @classmethod
     def identity(cls, channels: int) -> Normalizer:
         """Mean 0, std 1 for ``channels`` channels (also the shell to ``load_state_dict`` into)."""
-        c = operator.index(channels)
-        if c < 1:
-            raise ValueError(f"channels must be >= 1, got {c}")
+        c = check_int("channels", channels, minimum=1)
         return cls(torch.zeros(c, dtype=torch.float64), torch.ones(c, dtype=torch.float64))
 
     @classmethod
@@ -525,10 +522,8 @@ class Normalizer(torch.nn.Module):
         NonFiniteError
             The data hold NaN or infinite values.
         """
-        if which not in ("input", "output"):
-            raise ValueError(f"which must be 'input' or 'output', got {which!r}")
-        if isinstance(batch, bool) or operator.index(batch) < 1:
-            raise ValueError(f"batch must be a positive int, got {batch!r}")
+        check_choice("which", which, ("input", "output"))
+        check_positive_int("batch", batch)
         count = 0
         mean = m2 = torch.zeros(0, dtype=torch.float64)
         for block in _batches(data, which, int(batch)):

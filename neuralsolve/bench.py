@@ -15,10 +15,7 @@ compilation and hierarchy construction).
 
 from __future__ import annotations
 
-import datetime as _dt
-import json
 import os
-import platform
 import statistics
 import sys
 import threading
@@ -31,8 +28,10 @@ from typing import Any
 import numpy as np
 import torch
 
-from ._version import __version__
+from .checks import check_choice, check_int
 from .fileio import atomic_path
+from .report import run_record
+from .report import write_report as _write_report
 
 __all__ = [
     "DEFAULT_METHODS",
@@ -128,10 +127,8 @@ class BenchConfig:
             raise ValueError(
                 f"rhs and repeat must be >= 1, got rhs={self.rhs}, repeat={self.repeat}"
             )
-        if self.threads is not None and self.threads < 1:
-            raise ValueError(f"threads must be >= 1, got {self.threads}")
-        if self.dtype not in ("float32", "float64"):
-            raise ValueError(f"dtype must be 'float32' or 'float64', got {self.dtype!r}")
+        check_int("threads", self.threads, minimum=1, allow_none=True)
+        check_choice("dtype", self.dtype, ("float32", "float64"))
 
 
 class PeakMemory:
@@ -199,34 +196,10 @@ def _release_free_memory() -> None:
         pass
 
 
-def _cpu_name() -> str:
-    try:
-        with open("/proc/cpuinfo") as fh:
-            for line in fh:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
-
-
 def _meta(config: BenchConfig) -> dict[str, Any]:
-    import pyamg
-    import scipy
-
+    """The run record (:func:`neuralsolve.report.run_record`) and the benchmark's config."""
     return {
-        "neuralsolve": __version__,
-        "torch": torch.__version__,
-        "numpy": np.__version__,
-        "scipy": scipy.__version__,
-        "pyamg": pyamg.__version__,
-        "python": platform.python_version(),
-        "platform": platform.platform(),
-        "cpu": _cpu_name(),
-        "cores": os.cpu_count(),
-        "threads": torch.get_num_threads(),
-        "date": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
-        "command": " ".join(sys.argv),
+        **run_record(device=config.device),
         "config": {k: (list(v) if isinstance(v, tuple) else v) for k, v in asdict(config).items()},
     }
 
@@ -525,8 +498,7 @@ def plot_report(report: dict[str, Any], path: str | Path) -> Path:
 
 
 def write_report(report: dict[str, Any], path: str | Path) -> Path:
-    """Write the report as JSON, atomically."""
-    path = Path(path)
-    with atomic_path(path) as tmp:
-        tmp.write_text(json.dumps(report, indent=1))
-    return path
+    """Write the report as JSON, atomically: :func:`neuralsolve.report.write_report` with the
+    arguments in this module's old order, kept for ``neuralsolve/cli.py``; new code calls
+    ``neuralsolve.report.write_report(path, report)``."""
+    return _write_report(path, report)

@@ -11,11 +11,22 @@ __all__ = [
     "ConvergenceError",
     "DataFormatError",
     "GridStructureError",
+    "InvalidTypeError",
     "NeuralSolveWarning",
     "NonFiniteError",
     "NotSPDError",
     "PreconditionerShiftWarning",
 ]
+
+
+class InvalidTypeError(TypeError, ValueError):
+    """An argument of the wrong kind: a string where a number belongs, a float or a ``bool``
+    where an integer belongs (raised by :mod:`neuralsolve.checks`).
+
+    A ``TypeError``, as the rule says; also a ``ValueError`` because the argument checks it
+    replaced raised one or the other for the same mistake, and callers catching either keep
+    working.
+    """
 
 
 class NotSPDError(ValueError):

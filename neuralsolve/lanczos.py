@@ -145,7 +145,7 @@ def lanczos(
     for j in range(num_steps):
         if Q is not None:
             Q[j] = q
-        w = op._apply_batch(q.reshape(1, n)).reshape(n)
+        w = op.apply_batch(q.reshape(1, n)).reshape(n)
         a = torch.dot(q, w)
         w = w - a * q - b_prev * q_prev
         if reorthogonalize == "full":

@@ -17,14 +17,15 @@ from typing import Any
 
 import torch
 
+from .checks import check_positive_int
+
 __all__ = ["dct", "dct_matrix", "idct"]
 
 
 def dct_matrix(n: int, *, dtype: torch.dtype = torch.float64, device: Any = "cpu") -> torch.Tensor:
     """The orthonormal DCT-II matrix ``Q`` (``Q^T Q = I``), columns the basis vectors:
     ``Q[j, i] = s_i cos(pi i (2 j + 1) / (2 n))``, ``s_0 = sqrt(1/n)``, ``s_i = sqrt(2/n)``."""
-    if not isinstance(n, int) or n < 1:
-        raise ValueError(f"n must be a positive integer, got {n!r}")
+    n = check_positive_int("n", n)
     j = torch.arange(n, dtype=torch.float64)[:, None]
     i = torch.arange(n, dtype=torch.float64)[None, :]
     Q = torch.cos(math.pi * i * (2 * j + 1) / (2 * n)) * math.sqrt(2.0 / n)

@@ -234,9 +234,9 @@ class StencilOperator(LinearOperator):
         return out
 
     def _matmat(self, X: torch.Tensor) -> torch.Tensor:
-        return self._apply_batch(X.T.contiguous()).T
+        return self.apply_batch(X.T.contiguous()).T
 
-    def _apply_batch(self, Xt: torch.Tensor) -> torch.Tensor:
+    def apply_batch(self, Xt: torch.Tensor) -> torch.Tensor:
         k = Xt.shape[0]
         if self.mask is None:
             return self.apply_grid(Xt.reshape(k, *self.grid_shape)).reshape(k, -1)

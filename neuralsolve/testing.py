@@ -123,8 +123,8 @@ class OperatorConformance:
         _assert_close(_numpy(op.matvec(xt)), ref @ x, atol, "A.matvec(x)")
         _assert_close(_numpy(op @ Xt), ref @ X, atol, "A @ X")
         _assert_close(_numpy(op.matmat(Xt)), ref @ X, atol, "A.matmat(X)")
-        # the batch-first application of the Krylov loops (named _apply_batch before its rename)
-        apply_batch = getattr(op, "apply_batch", None) or op._apply_batch
+        # the batch-first application of the Krylov loops
+        apply_batch = op.apply_batch
         _assert_close(
             _numpy(apply_batch(Xt.T.contiguous())).T, ref @ X, atol, "batch-first application"
         )

@@ -3,14 +3,13 @@ device and finiteness are checked before any work, and the messages say how to f
 
 from __future__ import annotations
 
-import math
-import numbers
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 import torch
 
+from .checks import check_int, check_real
 from .errors import NonFiniteError
 from .linop import LinearOperator, as_operator, same_device, torch_dtype
 
@@ -166,16 +165,9 @@ def prepare_rhs(op: LinearOperator, b: Any, x0: Any = None) -> PreparedSystem:
 
 def check_tolerances(rtol: Any, atol: Any, max_iters: Any) -> None:
     """Validate the tolerances every solver shares (raises ValueError / TypeError)."""
-    for name, value in (("rtol", rtol), ("atol", atol)):
-        if isinstance(value, bool) or not isinstance(value, numbers.Real):
-            raise TypeError(f"{name} must be a real number, got {type(value).__name__}")
-        if not math.isfinite(value) or value < 0:
-            raise ValueError(f"{name} must be finite and >= 0, got {value}")
-    if max_iters is not None:
-        if isinstance(max_iters, bool) or not isinstance(max_iters, numbers.Integral):
-            raise TypeError(f"max_iters must be an integer or None, got {type(max_iters).__name__}")
-        if max_iters < 0:
-            raise ValueError(f"max_iters must be >= 0, got {max_iters}")
+    check_real("rtol", rtol, low=0.0)
+    check_real("atol", atol, low=0.0)
+    check_int("max_iters", max_iters, minimum=0, allow_none=True)
 
 
 def resolve_dtype(dtype: Any) -> torch.dtype | None:

@@ -16,6 +16,8 @@ from typing import Any, TypeVar
 import torch
 from torch import nn
 
+from neuralsolve.checks import check_choice, check_positive_int
+
 __all__ = [
     "MODELS",
     "OperatorConfig",
@@ -48,14 +50,11 @@ class OperatorConfig:
     def __post_init__(self) -> None:
         for name in ("in_channels", "out_channels"):
             _positive_int(self, name)
-        if self.dim not in (1, 2, 3):
-            raise ValueError(f"dim must be 1, 2 or 3, got {self.dim!r}")
+        check_choice("dim", self.dim, (1, 2, 3))
 
 
 def _positive_int(cfg: Any, name: str) -> None:
-    value = getattr(cfg, name)
-    if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-        raise ValueError(f"{name} must be a positive integer, got {value!r}")
+    check_positive_int(name, getattr(cfg, name))
 
 
 def _per_axis(cfg: Any, name: str) -> tuple[int, ...]:

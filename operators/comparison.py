@@ -12,9 +12,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import json
 import os
-import platform
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
@@ -22,8 +20,9 @@ from typing import Any
 import torch
 from torch import nn
 
-from neuralsolve._version import __version__
+from neuralsolve.checks import check_positive_float
 from neuralsolve.fileio import atomic_path
+from neuralsolve.report import run_record, write_report
 
 from .training import evaluate, train_operator
 
@@ -34,7 +33,6 @@ __all__ = [
     "plot_comparison",
     "positive_float",
     "run_comparison",
-    "write_report",
 ]
 
 DEFAULT_LR = 1e-3  # the benchmarks' shared learning rate (``--lr``)
@@ -134,21 +132,6 @@ def format_table(rows: list[dict[str, Any]], extra: list[str] = ()) -> str:  # t
     return "\n".join(lines)
 
 
-def write_report(path: str | Path, rows: list[dict[str, Any]], meta: dict[str, Any]) -> Path:
-    """JSON ``{"meta": ..., "results": rows}``, written atomically."""
-    meta = {
-        "neuralsolve_version": __version__,
-        "torch": torch.__version__,
-        "threads": torch.get_num_threads(),
-        "machine": platform.machine(),
-        **meta,
-    }
-    path = Path(path)
-    with atomic_path(path) as tmp:
-        tmp.write_text(json.dumps({"meta": meta, "results": rows}, indent=1, default=str) + "\n")
-    return path
-
-
 def plot_comparison(path: str | Path, rows: list[dict[str, Any]], title: str) -> Path:
     """Training loss against epochs and against seconds, and test error against time per
     epoch, one colour per model."""
@@ -194,10 +177,10 @@ def quick_run() -> bool:
 
 def positive_float(text: str) -> float:
     """An argparse ``type``: a finite number > 0, else a usage error that quotes the text."""
-    value = float(text)
-    if not 0.0 < value < float("inf"):
-        raise argparse.ArgumentTypeError(f"must be a positive number, got {text!r}")
-    return value
+    try:
+        return check_positive_float("the value", float(text))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a positive number, got {text!r}") from None
 
 
 def comparison_parser(
@@ -292,7 +275,8 @@ def run_comparison(
         stem += f"_{args.optimizer}"
     if args.lr != DEFAULT_LR:
         stem += f"_lr{args.lr:g}"
-    write_report(out / f"{stem}.json", rows, meta)
+    record = run_record(device=config.device)
+    write_report(out / f"{stem}.json", {"meta": {**record, **meta}, "results": rows})
     plot_comparison(out / f"{stem}.png", rows, f"{title}: {args.optimizer}, lr {args.lr:g}")
     table = format_table(rows, extra=[f"rel_l2_{k}" for k in eval_data])
     with atomic_path(out / f"{stem}.md") as tmp:

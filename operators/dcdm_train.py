@@ -174,7 +174,7 @@ def _ritz_rhs(
     """``count`` unit right-hand sides ``(count, n)`` of one geometry, and its Ritz values."""
     n = op.shape[0]
     m = min(config.ritz, n)
-    start = op._apply_batch(torch.randn(1, n, generator=gen, dtype=op.dtype))[0]
+    start = op.apply_batch(torch.randn(1, n, generator=gen, dtype=op.dtype))[0]
     res = lanczos(op, m, v0=start, reorthogonalize="full")
     theta, _, V = res.ritz()
     assert V is not None
@@ -537,7 +537,7 @@ def trajectory_rhs(
         def catch(info: Any, B: torch.Tensor = B, op: Any = op, caught: list = caught) -> None:
             if info.iteration in wanted:
                 X = info.x if info.x.ndim == 2 else info.x[None]
-                caught.append(B.T - op._apply_batch(X))
+                caught.append(B.T - op.apply_batch(X))
 
         solve(op, B, method="dcdm", model=model, rtol=1e-10, directions=directions,
               max_iters=max(iterations), callback=catch)  # fmt: skip

@@ -23,6 +23,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from neuralsolve.checks import check_choice, check_nonnegative_int
+
 from .base import (
     OperatorConfig,
     _per_axis,
@@ -86,12 +88,8 @@ class DeepONetConfig(OperatorConfig):
         self.sensors = _per_axis(self, "sensors")
         for name in ("width", "branch_layers", "trunk_layers", "basis"):
             _positive_int(self, name)
-        if not isinstance(self.trunk_features, int) or self.trunk_features < 0:
-            raise ValueError(
-                f"trunk_features must be a non-negative integer, got {self.trunk_features!r}"
-            )
-        if self.branch not in ("mlp", "cnn"):
-            raise ValueError(f"branch must be 'mlp' or 'cnn', got {self.branch!r}")
+        check_nonnegative_int("trunk_features", self.trunk_features)
+        check_choice("branch", self.branch, ("mlp", "cnn"))
         if self.branch == "cnn" and (self.dim != 2 or min(self.sensors) < 16):
             raise ValueError(
                 "branch='cnn' needs dim=2 and at least 16 sensors per axis; use branch='mlp'"

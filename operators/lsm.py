@@ -33,6 +33,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from neuralsolve.checks import check_bool, check_choice
+
 from .base import (
     OperatorConfig,
     Pointwise,
@@ -97,10 +99,8 @@ class LSMConfig(OperatorConfig):
             _positive_int(self, name)
         if self.width % self.heads:
             raise ValueError(f"heads ({self.heads}) must divide width ({self.width})")
-        if not isinstance(self.periodic, bool):
-            raise ValueError(f"periodic must be True or False, got {self.periodic!r}")
-        if self.norm not in ("batch", "instance"):
-            raise ValueError(f"norm must be 'batch' or 'instance', got {self.norm!r}")
+        check_bool("periodic", self.periodic)
+        check_choice("norm", self.norm, ("batch", "instance"))
 
     @property
     def channels(self) -> list[int]:

@@ -23,6 +23,7 @@ import torch
 from torch import nn
 
 from neuralsolve.checkpoint import load_checkpoint, save_checkpoint
+from neuralsolve.checks import check_choice
 from neuralsolve.errors import DataFormatError
 from neuralsolve.fileio import atomic_path
 
@@ -57,8 +58,7 @@ class NormalizedOperator(nn.Module):
         self, net: nn.Module, input_norm: nn.Module, output_norm: nn.Module, *, loss: str = "l2"
     ) -> None:
         super().__init__()
-        if loss not in ("l2", "spectral"):
-            raise ValueError(f"loss must be 'l2' or 'spectral', got {loss!r}")
+        check_choice("loss", loss, ("l2", "spectral"))
         if loss == "spectral" and not isinstance(net, T1):
             raise ValueError(
                 f"loss='spectral' needs a T1 model (it is computed on DCT coefficients), "

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
-import math
-import numbers
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import torch
 
-__all__ = ["ProbeGeneratorMixin", "check_betas", "check_number", "run_closure"]
+from neuralsolve.checks import check_int, check_positive_int, check_real
+
+__all__ = ["ProbeGeneratorMixin", "check_betas", "check_count", "check_number", "run_closure"]
 
 
 def check_number(
@@ -19,18 +21,25 @@ def check_number(
     high: float | None = None,
     low_open: bool = False,
     high_open: bool = False,
-) -> None:
-    """Raise ``ValueError`` naming ``name`` unless ``value`` is a real number in the interval."""
-    if isinstance(value, bool) or not isinstance(value, numbers.Real) or not math.isfinite(value):
-        raise ValueError(f"invalid {name}: {value!r} (expected a finite real number)")
-    lo_ok = low is None or (value > low if low_open else value >= low)
-    hi_ok = high is None or (value < high if high_open else value <= high)
-    if not (lo_ok and hi_ok):
-        left = "(" if low_open else "["
-        right = ")" if high_open else "]"
-        raise ValueError(
-            f"invalid {name}: {value} (expected a value in {left}{low}, {high}{right})"
-        )
+) -> float:
+    """:func:`neuralsolve.checks.check_real` with torch.optim's ``invalid <name>:`` prefix:
+    ``invalid lr: lr must be finite and >= 0, got -1.0``."""
+    with _invalid(name):
+        return check_real(name, value, low=low, high=high, low_open=low_open, high_open=high_open)
+
+
+def check_count(name: str, value: Any) -> int:
+    """:func:`neuralsolve.checks.check_positive_int` with the ``invalid <name>:`` prefix."""
+    with _invalid(name):
+        return check_positive_int(name, value)
+
+
+@contextmanager
+def _invalid(name: str) -> Iterator[None]:
+    try:
+        yield
+    except ValueError as exc:  # InvalidTypeError is one too
+        raise type(exc)(f"invalid {name}: {exc}") from None
 
 
 def run_closure(closure: Any) -> Any:
@@ -56,8 +65,8 @@ class ProbeGeneratorMixin:
     _generator: torch.Generator
 
     def _init_generator(self, seed: int) -> None:
-        if isinstance(seed, bool) or not isinstance(seed, int):
-            raise ValueError(f"invalid seed: {seed!r} (expected an integer)")
+        with _invalid("seed"):
+            seed = check_int("seed", seed)
         self._generator = torch.Generator().manual_seed(seed)
 
     def rademacher_like(self, p: torch.Tensor) -> torch.Tensor:

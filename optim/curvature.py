@@ -30,6 +30,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from neuralsolve.checks import check_choice, check_int, check_positive_int
 from neuralsolve.lanczos import lanczos
 from neuralsolve.linop import CallableOperator, LinearOperator, as_operator
 
@@ -217,8 +218,7 @@ def rademacher(
 def _probe_products(
     op: LinearOperator, num_probes: int, generator: torch.Generator | None
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    if not isinstance(num_probes, int) or num_probes < 1:
-        raise ValueError(f"num_probes must be a positive integer, got {num_probes!r}")
+    check_positive_int("num_probes", num_probes)
     n = op.shape[0]
     if op.shape[0] != op.shape[1]:
         raise ValueError(f"the operator must be square, got {op.shape}")
@@ -271,10 +271,8 @@ def top_eigenvalues(
     (default ``min(d, max(3k, 40))``; more steps, more accuracy)."""
     op = as_operator(A)
     d = op.shape[0]
-    if not isinstance(k, int) or not 1 <= k <= d:
-        raise ValueError(f"k must be an integer in 1..{d}, got {k!r}")
-    if which not in ("largest", "smallest", "magnitude"):
-        raise ValueError(f"which must be 'largest', 'smallest' or 'magnitude', got {which!r}")
+    check_int("k", k, minimum=1, maximum=d)
+    check_choice("which", which, ("largest", "smallest", "magnitude"))
     m = num_steps if num_steps is not None else min(d, max(3 * k, 40))
     res = lanczos(op, m, reorthogonalize="full", store_vectors=False, generator=generator)
     theta = res.ritz()[0]
@@ -336,10 +334,8 @@ def spectral_density(
     """
     op = as_operator(A)
     d = op.shape[0]
-    if not isinstance(lanczos_steps, int) or not 1 <= lanczos_steps <= d:
-        raise ValueError(f"lanczos_steps must be an integer in 1..{d}, got {lanczos_steps!r}")
-    if not isinstance(num_probes, int) or num_probes < 1:
-        raise ValueError(f"num_probes must be a positive integer, got {num_probes!r}")
+    check_int("lanczos_steps", lanczos_steps, minimum=1, maximum=d)
+    check_positive_int("num_probes", num_probes)
     nodes, weights = [], []
     for _ in range(num_probes):
         z = rademacher(d, 1, dtype=op.dtype, device=op.device, generator=generator)[:, 0]

@@ -9,7 +9,7 @@ from typing import Any
 
 import torch
 
-from ._common import ProbeGeneratorMixin, check_betas, check_number, run_closure
+from ._common import ProbeGeneratorMixin, check_betas, check_count, check_number, run_closure
 
 __all__ = ["AdaHessian", "Sophia"]
 
@@ -181,10 +181,7 @@ class Sophia(ProbeGeneratorMixin, torch.optim.Optimizer):
         check_number("eps", eps, low=0.0, low_open=True)
         if estimator not in ("hutchinson", "gnb"):
             raise ValueError(f"invalid estimator: {estimator!r} (expected 'hutchinson' or 'gnb')")
-        if isinstance(update_every, bool) or not isinstance(update_every, int) or update_every < 1:
-            raise ValueError(
-                f"invalid update_every: {update_every!r} (expected a positive integer)"
-            )
+        check_count("update_every", update_every)
         super().__init__(
             params, dict(lr=lr, betas=tuple(betas), rho=rho, weight_decay=weight_decay, eps=eps)
         )

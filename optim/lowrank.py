@@ -9,7 +9,7 @@ import torch
 
 from neuralsolve.spectral import dct_matrix
 
-from ._common import check_betas, check_number, run_closure
+from ._common import check_betas, check_count, check_number, run_closure
 
 __all__ = ["DCTLowRank", "dct_matrix"]
 
@@ -49,9 +49,8 @@ class DCTLowRank(torch.optim.Optimizer):
         check_number("eps", eps, low=0.0, low_open=True)
         check_number("weight_decay", weight_decay, low=0.0)
         check_number("scale", scale, low=0.0, low_open=True)
-        for name, value in (("rank", rank), ("update_gap", update_gap)):
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ValueError(f"invalid {name}: {value!r} (expected a positive integer)")
+        check_count("rank", rank)
+        check_count("update_gap", update_gap)
         super().__init__(
             params,
             dict(

@@ -7,7 +7,7 @@ from typing import Any
 
 import torch
 
-from ._common import check_number, run_closure
+from ._common import check_count, check_number, run_closure
 
 __all__ = ["MFAC", "woodbury_inverse_fisher"]
 
@@ -69,8 +69,7 @@ class MFAC(torch.optim.Optimizer):
         check_number("damp", damp, low=0.0, low_open=True)
         check_number("momentum", momentum, low=0.0, high=1.0, high_open=True)
         check_number("weight_decay", weight_decay, low=0.0)
-        if isinstance(num_grads, bool) or not isinstance(num_grads, int) or num_grads < 1:
-            raise ValueError(f"invalid num_grads: {num_grads!r} (expected a positive integer)")
+        check_count("num_grads", num_grads)
         super().__init__(
             params,
             dict(

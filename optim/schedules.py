@@ -19,6 +19,8 @@ from dataclasses import dataclass
 
 import torch
 
+from neuralsolve.checks import check_int, check_positive_int
+
 __all__ = ["SCHEDULES", "ScheduleFactor", "make_schedule"]
 
 SCHEDULES = ("linear", "cosine", "wsd", "constant")
@@ -66,12 +68,8 @@ def make_schedule(
     """A scheduler by name (see the module notes), stepped once per optimizer step."""
     if name not in SCHEDULES:
         raise ValueError(f"unknown schedule {name!r}; available: {', '.join(SCHEDULES)}")
-    if not isinstance(total_steps, int) or total_steps < 1:
-        raise ValueError(f"total_steps must be a positive integer, got {total_steps!r}")
-    if not isinstance(warmup_steps, int) or not 0 <= warmup_steps <= total_steps:
-        raise ValueError(
-            f"warmup_steps must be an integer in 0..total_steps ({total_steps}), got {warmup_steps!r}"
-        )
+    check_positive_int("total_steps", total_steps)
+    check_int("warmup_steps", warmup_steps, minimum=0, maximum=total_steps)
     if not 0.0 <= min_factor <= 1.0:
         raise ValueError(f"min_factor must be in [0, 1], got {min_factor}")
     if not 0.0 < decay_fraction <= 1.0:

@@ -42,6 +42,7 @@ import torch
 import torch.distributed as dist
 
 from neuralsolve.checkpoint import load_checkpoint, save_checkpoint
+from neuralsolve.checks import check_nonnegative_int, check_positive_int, check_real
 from neuralsolve.fileio import atomic_path
 from neuralsolve.linop import check_dtype, torch_dtype
 
@@ -127,19 +128,13 @@ class TrainerConfig:
         if (self.steps is None) == (self.epochs is None):
             raise ValueError("give exactly one of steps= and epochs=")
         for name in ("steps", "epochs"):
-            value = getattr(self, name)
-            if value is not None and (not isinstance(value, int) or value < 1):
-                raise ValueError(f"{name} must be a positive integer, got {value!r}")
+            if getattr(self, name) is not None:
+                check_positive_int(name, getattr(self, name))
         for name in ("batch_size", "log_every"):
-            if not isinstance(getattr(self, name), int) or getattr(self, name) < 1:
-                raise ValueError(f"{name} must be a positive integer, got {getattr(self, name)!r}")
+            check_positive_int(name, getattr(self, name))
         for name in ("eval_every", "checkpoint_every", "warmup_steps", "num_workers"):
-            if not isinstance(getattr(self, name), int) or getattr(self, name) < 0:
-                raise ValueError(
-                    f"{name} must be a non-negative integer, got {getattr(self, name)!r}"
-                )
-        if not (isinstance(self.lr, int | float) and math.isfinite(self.lr) and self.lr >= 0):
-            raise ValueError(f"lr must be finite and >= 0, got {self.lr!r}")
+            check_nonnegative_int(name, getattr(self, name))
+        check_real("lr", self.lr, low=0.0)
         if self.grad_clip is not None and not self.grad_clip > 0:
             raise ValueError(f"grad_clip must be positive, got {self.grad_clip!r}")
         check_dtype(torch_dtype(self.dtype), "dtype")

@@ -29,6 +29,8 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from neuralsolve.checks import check_bool, check_choice, check_positive_float, check_positive_int
+
 __all__ = ["FLAG_CHANNELS", "DCDMNet", "DCDMNetConfig", "geometry_flags"]
 
 FLAG_CHANNELS = 2
@@ -92,8 +94,7 @@ class DCDMNetConfig:
     learn_gain: bool = False
 
     def __post_init__(self) -> None:
-        if self.dim not in (2, 3):
-            raise ValueError(f"dim must be 2 or 3, got {self.dim!r}")
+        check_choice("dim", self.dim, (2, 3))
         if self.kind not in KINDS:
             raise ValueError(
                 f"unknown DCDM network kind {self.kind!r}; available: {', '.join(KINDS)}"
@@ -103,18 +104,10 @@ class DCDMNetConfig:
                 f"unknown activation {self.activation!r}; available: {', '.join(ACTIVATIONS)}"
             )
         for name in ("channels", "coarse_channels", "fine_blocks", "coarse_blocks", "coarsest"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ValueError(f"{name} must be a positive integer, got {value!r}")
+            check_positive_int(name, getattr(self, name))
         gain = self.coarse_gain
-        if (
-            isinstance(gain, bool)
-            or not isinstance(gain, int | float)
-            or not (math.isfinite(gain) and gain > 0)
-        ):
-            raise ValueError(f"coarse_gain must be a positive finite number, got {gain!r}")
-        if not isinstance(self.learn_gain, bool):
-            raise ValueError(f"learn_gain must be True or False, got {self.learn_gain!r}")
+        check_positive_float("coarse_gain", gain)
+        check_bool("learn_gain", self.learn_gain)
         if self.learn_gain and self.kind != "unet":
             raise ValueError('learn_gain needs kind="unet" (the "paper" network has no recursion)')
         if gain != 1 and self.kind != "unet":

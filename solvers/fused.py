@@ -184,7 +184,7 @@ def fused_cg(
     setup_s += compile_s
 
     max_iters = solver.max_iters if solver.max_iters is not None else 10 * op.shape[0]
-    control, X, R = start(solver, B, system.X0, op._apply_batch, max_iters=max_iters)
+    control, X, R = start(solver, B, system.X0, op.apply_batch, max_iters=max_iters)
     Bp, Xp, Rp = _padded(op, B), _padded(op, X), _padded(op, R)
 
     def true_residual() -> torch.Tensor:  # (k, *N)
@@ -229,5 +229,5 @@ def fused_cg(
         rz = rz_new
     X = _unpadded(op, Xp)
     return control.conclude(
-        system, X, B - op._apply_batch(X), method=solver.label, setup_s=setup_s, extra=extra
+        system, X, B - op.apply_batch(X), method=solver.label, setup_s=setup_s, extra=extra
     )

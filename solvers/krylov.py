@@ -80,7 +80,7 @@ def buffered_apply(op: LinearOperator, k: int) -> ApplyFn:
             return op.apply_grid(Pt.view(k, *grid), out).view(k, n)
 
         return apply
-    return op._apply_batch
+    return op.apply_batch
 
 
 @dataclass

@@ -39,7 +39,7 @@ class OperatorConformance:
         np.testing.assert_allclose((op @ xt).double().numpy(), ref @ x, atol=tol * scale)
         np.testing.assert_allclose((op @ Xt).double().numpy(), ref @ X, atol=tol * scale)
         np.testing.assert_allclose(
-            op._apply_batch(Xt.T.contiguous()).T.double().numpy(), ref @ X, atol=tol * scale
+            op.apply_batch(Xt.T.contiguous()).T.double().numpy(), ref @ X, atol=tol * scale
         )
         np.testing.assert_allclose(
             op @ x.astype(np.float64 if op.dtype == torch.float64 else np.float32),

@@ -15,6 +15,7 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 SUBPACKAGES = [
     "neuralsolve",
+    "neuralsolve.linop",
     "neuralsolve.solvers",
     "neuralsolve.operators",
     "neuralsolve.datasets",

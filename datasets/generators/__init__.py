@@ -49,8 +49,10 @@ from typing import Any
 
 from tqdm.auto import tqdm
 
+from neuralsolve.checks import check_int
+
 from .burgers_data import burgers
-from .common import OperatorData, _int, _show
+from .common import OperatorData, _show
 from .darcy_data import darcy
 from .navier_stokes_data import navier_stokes
 from .poisson_data import poisson
@@ -162,9 +164,9 @@ def generate(
     if out is None:
         return func(**options)
 
-    chunk = _int("chunk", chunk, 1)
-    samples = _int("samples", options.pop("samples", 1), 1)
-    start = _int("start", options.pop("start", 0), 0)
+    chunk = check_int("chunk", chunk, minimum=1)
+    samples = check_int("samples", options.pop("samples", 1), minimum=1)
+    start = check_int("start", options.pop("start", 0), minimum=0)
     progress = options.pop("progress", None)
     show = _show(progress)
     from ..hdf5_writer import DatasetWriter

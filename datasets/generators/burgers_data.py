@@ -9,7 +9,9 @@ from typing import Any
 import numpy as np
 import scipy.fft
 
-from .common import OperatorData, _bar, _covariance, _float, _sample_rng, _sampling
+from neuralsolve.checks import check_positive_float
+
+from .common import OperatorData, _bar, _covariance, _sample_rng, _sampling
 from .etdrk4 import _blow_up_error, _BlowUp, _etdrk4, _step_count
 from .random_fields import _even, burgers_initial_condition
 
@@ -149,11 +151,11 @@ def burgers(
     """
     n = _even(n)
     samples, seed, start = _sampling(samples, seed, start)
-    nu = _float("nu", nu)
-    t_final = _float("t_final", t_final)
-    sigma = _float("sigma", sigma)
+    nu = check_positive_float("nu", nu)
+    t_final = check_positive_float("t_final", t_final)
+    sigma = check_positive_float("sigma", sigma)
     tau, alpha = _covariance(tau, alpha)
-    dt_max = min(BURGERS_MAX_DT, t_final) if dt is None else _float("dt", dt)
+    dt_max = min(BURGERS_MAX_DT, t_final) if dt is None else check_positive_float("dt", dt)
     steps, h = _step_count(t_final, dt_max)
 
     u0 = np.stack(

@@ -2,14 +2,19 @@
 
 from __future__ import annotations
 
-import math
-import numbers
 import sys
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 from tqdm.auto import tqdm
+
+from neuralsolve.checks import (
+    check_choice,
+    check_int,
+    check_nonnegative_float,
+    check_positive_float,
+)
 
 __all__ = ["OperatorData"]
 
@@ -48,8 +53,7 @@ class OperatorData:
     grid_kind: str = "cell"
 
     def __post_init__(self) -> None:
-        if self.grid_kind not in ("cell", "node"):
-            raise ValueError(f"grid_kind must be 'cell' or 'node', got {self.grid_kind!r}")
+        check_choice("grid_kind", self.grid_kind, ("cell", "node"))
         for name in ("inputs", "outputs"):
             arr = getattr(self, name)
             if not isinstance(arr, np.ndarray) or arr.ndim < 3:
@@ -80,24 +84,6 @@ class OperatorData:
 
 
 # --------------------------------------------------------------------------- argument checks
-def _int(name: str, value: Any, minimum: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
-        raise TypeError(f"{name} must be an integer, got {type(value).__name__} {value!r}")
-    if value < minimum:
-        raise ValueError(f"{name} must be >= {minimum}, got {value}")
-    return int(value)
-
-
-def _float(name: str, value: Any, *, positive: bool = True) -> float:
-    if isinstance(value, bool) or not isinstance(value, numbers.Real):
-        raise TypeError(f"{name} must be a real number, got {type(value).__name__} {value!r}")
-    v = float(value)
-    if not math.isfinite(v) or (v <= 0 if positive else v < 0):
-        kind = "positive" if positive else "non-negative"
-        raise ValueError(f"{name} must be a finite {kind} number, got {value!r}")
-    return v
-
-
 def _method(method: Any) -> str:
     if not isinstance(method, str):
         raise TypeError(f"method must be a method name (str), got {type(method).__name__}")
@@ -122,7 +108,11 @@ def _cell_centres(n: int) -> np.ndarray:
 
 def _sampling(samples: Any, seed: Any, start: Any) -> tuple[int, int, int]:
     """Checked ``samples`` (>= 1), ``seed`` (>= 0) and ``start`` (>= 0)."""
-    return _int("samples", samples, 1), _int("seed", seed, 0), _int("start", start, 0)
+    return (
+        check_int("samples", samples, minimum=1),
+        check_int("seed", seed, minimum=0),
+        check_int("start", start, minimum=0),
+    )
 
 
 def _sample_rng(seed: int, index: int) -> np.random.Generator:
@@ -133,4 +123,4 @@ def _sample_rng(seed: int, index: int) -> np.random.Generator:
 
 def _covariance(tau: Any, alpha: Any) -> tuple[float, float]:
     """Checked covariance parameters of a Gaussian random field: ``tau >= 0``, ``alpha > 0``."""
-    return _float("tau", tau, positive=False), _float("alpha", alpha)
+    return check_nonnegative_float("tau", tau), check_positive_float("alpha", alpha)

@@ -6,6 +6,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from neuralsolve.checks import check_int, check_positive_float
 from neuralsolve.errors import ConvergenceError
 from neuralsolve.solvers import solve
 
@@ -15,8 +16,6 @@ from .common import (
     _bar,
     _cell_centres,
     _covariance,
-    _float,
-    _int,
     _method,
     _sample_rng,
     _sampling,
@@ -104,14 +103,17 @@ def darcy(
     >>> data.inputs.shape, data.outputs.shape
     ((2, 1, 32, 32), (2, 1, 32, 32))
     """
-    n = _int("n", n, 2)
+    n = check_int("n", n, minimum=2)
     samples, seed, start = _sampling(samples, seed, start)
-    rtol = _float("rtol", rtol)
+    rtol = check_positive_float("rtol", rtol)
     method = _method(method)
     tau, alpha = _covariance(tau, alpha)
     if not isinstance(values, Sequence) or len(values) != 2:
         raise ValueError(f"values must be a pair (high, low) of permeabilities, got {values!r}")
-    high, low = (_float("values[0]", values[0]), _float("values[1]", values[1]))
+    high, low = (
+        check_positive_float("values[0]", values[0]),
+        check_positive_float("values[1]", values[1]),
+    )
 
     inputs = np.empty((samples, 1, n, n))
     outputs = np.empty((samples, 1, n, n))

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from neuralsolve.checks import check_int, check_positive_float
 from neuralsolve.errors import ConvergenceError
 from neuralsolve.solvers import solve
 
@@ -13,8 +14,6 @@ from .common import (
     _bar,
     _cell_centres,
     _covariance,
-    _float,
-    _int,
     _method,
     _sample_rng,
     _sampling,
@@ -80,9 +79,9 @@ def poisson(
     neuralsolve.ConvergenceError
         When a column does not converge; the message lists the samples.
     """
-    n = _int("n", n, 2)
+    n = check_int("n", n, minimum=2)
     samples, seed, start = _sampling(samples, seed, start)
-    rtol = _float("rtol", rtol)
+    rtol = check_positive_float("rtol", rtol)
     method = _method(method)
     tau, alpha = _covariance(tau, alpha)
 

@@ -11,7 +11,9 @@ from typing import Any
 import numpy as np
 import scipy.fft
 
-from .common import _covariance, _float, _int
+from neuralsolve.checks import check_int, check_positive_float
+
+from .common import _covariance
 
 __all__ = ["burgers_initial_condition", "gaussian_random_field", "vorticity_initial_condition"]
 
@@ -84,7 +86,7 @@ def gaussian_random_field(
             f"rng must be a numpy.random.Generator (numpy.random.default_rng(seed)), got "
             f"{type(rng).__name__}"
         )
-    shape = tuple(_int("every size in shape", s, 1) for s in shape)
+    shape = tuple(check_int("every size in shape", s, minimum=1) for s in shape)
     if not shape or math.prod(shape) < 2:
         raise ValueError(f"shape must have at least 2 cells in all, got {shape}")
     tau, alpha = _covariance(tau, alpha)
@@ -145,7 +147,7 @@ def burgers_initial_condition(
     if not isinstance(rng, np.random.Generator):
         raise TypeError(f"rng must be a numpy.random.Generator, got {type(rng).__name__}")
     n = _even(n)
-    sigma = _float("sigma", sigma)
+    sigma = check_positive_float("sigma", sigma)
     tau, alpha = _covariance(tau, alpha)
     m = np.arange(1, n // 2)
     mu = sigma**2 * ((2 * np.pi * m) ** 2 + tau**2) ** (-alpha)
@@ -156,7 +158,7 @@ def burgers_initial_condition(
 
 
 def _even(n: Any) -> int:
-    n = _int("n", n, 4)
+    n = check_int("n", n, minimum=4)
     if n % 2:
         raise ValueError(f"n must be even (a real FFT grid with a Nyquist mode), got {n}")
     return n
@@ -219,7 +221,7 @@ def vorticity_initial_condition(
     if not isinstance(rng, np.random.Generator):
         raise TypeError(f"rng must be a numpy.random.Generator, got {type(rng).__name__}")
     n = _even(n)
-    sigma = _float("sigma", sigma)
+    sigma = check_positive_float("sigma", sigma)
     tau, alpha = _covariance(tau, alpha)
     m = np.fft.fftfreq(n, 1.0 / n)  # 0, 1, ..., n/2 - 1, -n/2, ..., -1
     lam = (4 * np.pi**2 * (m[:, None] ** 2 + m[None, :] ** 2) + tau**2) ** (-alpha)

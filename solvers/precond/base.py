@@ -123,7 +123,7 @@ def resolve_preconditioner(M: Any, A: LinearOperator) -> tuple[ApplyFn | None, d
     if isinstance(M, LinearOperator) or isinstance(M, np.ndarray | torch.Tensor) or sp.issparse(M):
         op = as_operator(M, check=False)
         _check_like(op.shape, op.dtype, op.device, A, "M")
-        return (lambda Rt, out=None: op._apply_batch(Rt)), {"preconditioner": type(op).__name__}
+        return (lambda Rt, out=None: op.apply_batch(Rt)), {"preconditioner": type(op).__name__}
     if callable(M):
         n = A.shape[0]
 
