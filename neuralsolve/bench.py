@@ -31,7 +31,6 @@ import torch
 from .checks import check_choice, check_int
 from .fileio import atomic_path
 from .report import run_record
-from .report import write_report as _write_report
 
 __all__ = [
     "DEFAULT_METHODS",
@@ -40,7 +39,6 @@ __all__ = [
     "format_table",
     "plot_report",
     "run_benchmark",
-    "write_report",
 ]
 
 DEFAULT_PROBLEMS: tuple[tuple[str, int], ...] = (
@@ -495,10 +493,3 @@ def plot_report(report: dict[str, Any], path: str | Path) -> Path:
     with atomic_path(path) as tmp:
         fig.savefig(tmp, dpi=110, format="png")
     return path
-
-
-def write_report(report: dict[str, Any], path: str | Path) -> Path:
-    """Write the report as JSON, atomically: :func:`neuralsolve.report.write_report` with the
-    arguments in this module's old order, kept for ``neuralsolve/cli.py``; new code calls
-    ``neuralsolve.report.write_report(path, report)``."""
-    return _write_report(path, report)

@@ -49,6 +49,7 @@ from neuralsolve.errors import DataFormatError
 from neuralsolve.fileio import atomic_path
 from neuralsolve.lanczos import lanczos
 from neuralsolve.optim import Trainer
+from neuralsolve.report import run_record, write_report
 from neuralsolve.solvers.dcdm import DCDM, DEFAULT_DIRECTIONS, load_network
 from neuralsolve.solvers.dcdm_net import DCDMNet, DCDMNetConfig, geometry_flags
 from neuralsolve.solvers.deflation import BlockDeflation, check_deflation_block
@@ -481,19 +482,17 @@ def export_model(
     out = Path(out)
     save_checkpoint(out, {"model": state, "metadata": meta}, kind="dcdm-model")
     full = {
+        "meta": run_record(),
         "config": ckpt.get("config"),
         "metadata": meta,
         "step": ckpt.get("step"),
         "eval": ckpt.get("eval"),
-        "torch": torch.__version__,
-        "numpy": np.__version__,
         "neuralsolve": ckpt.get("neuralsolve_version"),
         **(record or {}),
     }
     if "log_gain" in state:  # learn_gain: the config holds only the starting value
         full["learned_gain"] = float(state["log_gain"].exp())
-    with atomic_path(out.with_suffix(".json")) as tmp:
-        tmp.write_text(json.dumps(full, indent=2, default=str) + "\n")
+    write_report(out.with_suffix(".json"), full, indent=2)
     return out
 
 

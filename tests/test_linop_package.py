@@ -13,6 +13,9 @@ HOMES = {
     "base": [
         "LinearOperator",
         "MAX_DENSE_ELEMENTS",
+        "ProductOperator",
+        "ScaledOperator",
+        "SumOperator",
         "SUPPORTED_DTYPES",
         "check_dtype",
         "same_device",
@@ -28,7 +31,6 @@ HOMES = {
         "csr_tensor_from_arrays",
         "quiet_sparse_warnings",
     ],
-    "composite": ["ProductOperator", "ScaledOperator", "SumOperator"],
     "conversion": ["as_operator"],
 }
 

@@ -299,8 +299,8 @@ def _cmd_bench(args: argparse.Namespace) -> int:
         format_table,
         plot_report,
         run_benchmark,
-        write_report,
     )
+    from neuralsolve.report import write_report
 
     methods = (
         tuple(m.strip() for m in args.methods.split(",") if m.strip())
@@ -337,7 +337,7 @@ def _cmd_bench(args: argparse.Namespace) -> int:
     print(format_table(report))
     out_dir = Path(args.out_dir)
     json_path = Path(args.json) if args.json else out_dir / "bench.json"
-    write_report(report, json_path)
+    write_report(json_path, report)
     print(f"\nwrote {json_path}")
     if not args.no_plot:
         plot_path = plot_report(report, Path(args.plot) if args.plot else out_dir / "bench.png")

@@ -8,6 +8,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from neuralsolve.report import run_record, write_report
 from neuralsolve.solvers.dcdm import DCDM, DEFAULT_DIRECTIONS
 
 from ._common import add_threads_arg, parse_assignments, set_threads
@@ -203,10 +204,9 @@ def _cmd_train_dcdm(args: argparse.Namespace) -> int:
         "lr": args.lr,
         "threads": torch.get_num_threads(),
     }
-    from neuralsolve.fileio import atomic_path
-
-    with atomic_path(out / "summary.json") as tmp:
-        tmp.write_text(json.dumps(summary, indent=2) + "\n")
+    write_report(
+        out / "summary.json", {"meta": run_record(device=args.device), **summary}, indent=2
+    )
     ev = result.eval or {}
     print(
         f"dcdm: {result.steps} steps in {result.seconds:.0f} s, final loss {result.final_loss:.4f}; "

@@ -8,6 +8,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from neuralsolve.report import run_record, write_report
+
 from ._common import add_threads_arg, parse_assignments, set_threads, usage
 
 __all__ = ["GENERATOR_SUMMARIES", "add_data_parser", "add_eval_parser", "add_train_operator_parser"]
@@ -291,10 +293,9 @@ def _cmd_train_operator(args: argparse.Namespace) -> int:
         "parameters": report["parameters"],
         "samples": {k: len(v) for k, v in splits.items()},
     }
-    from neuralsolve.fileio import atomic_path
-
-    with atomic_path(out / "summary.json") as tmp:
-        tmp.write_text(json.dumps(summary, indent=2) + "\n")
+    write_report(
+        out / "summary.json", {"meta": run_record(device=args.device), **summary}, indent=2
+    )
     print(
         f"{args.model}: {result.steps} steps in {result.seconds:.1f} s ({result.stop_reason}); "
         f"test rel. L2 mean {report['rel_l2_mean']:.4g}, max {report['rel_l2_max']:.4g} "

@@ -12,9 +12,9 @@ Structure is declared, never guessed by calling ``matvec``: ``symmetric`` and
 ``positive_definite=False`` when a diagonal entry is not positive (a necessary condition for
 SPD).
 
-The package's modules, along its seams: :mod:`.base` (the protocol, dtype and device rules),
-:mod:`.matrices` (dense, sparse, diagonal, identity, callable), :mod:`.composite` (sum, scale,
-product), :mod:`.conversion` (:func:`as_operator`) and :mod:`.tags` (tag inference). Import from
+The package's modules, along its seams: :mod:`.base` (the protocol, dtype and device rules, and the
+sum, scale and product its operators build), :mod:`.matrices` (dense, sparse, diagonal,
+identity, callable), :mod:`.conversion` (:func:`as_operator`) and :mod:`.tags` (tag inference). Import from
 ``neuralsolve.linop``: every name below stays here whichever module holds it.
 """
 
@@ -23,12 +23,12 @@ product), :mod:`.conversion` (:func:`as_operator`) and :mod:`.tags` (tag inferen
 from .base import MAX_DENSE_ELEMENTS as MAX_DENSE_ELEMENTS
 from .base import SUPPORTED_DTYPES as SUPPORTED_DTYPES
 from .base import LinearOperator
+from .base import ProductOperator as ProductOperator
+from .base import ScaledOperator as ScaledOperator
+from .base import SumOperator as SumOperator
 from .base import check_dtype as check_dtype
 from .base import same_device as same_device
 from .base import torch_dtype as torch_dtype
-from .composite import ProductOperator as ProductOperator
-from .composite import ScaledOperator as ScaledOperator
-from .composite import SumOperator as SumOperator
 from .conversion import as_operator
 from .matrices import (
     CallableOperator,
