@@ -20,6 +20,7 @@ from typing import Any
 
 import torch
 
+from neuralsolve.checks import check_choice, check_int
 from neuralsolve.errors import NonFiniteError, NotSPDError
 from neuralsolve.linop import as_operator
 
@@ -116,10 +117,8 @@ def lanczos(
         raise NotSPDError(
             f"Lanczos needs a symmetric operator; A has shape {op.shape} and symmetric={op.symmetric}"
         )
-    if not isinstance(num_steps, int) or not 1 <= num_steps <= n:
-        raise ValueError(f"num_steps must be an integer in 1..{n}, got {num_steps!r}")
-    if reorthogonalize not in ("full", "none"):
-        raise ValueError(f"reorthogonalize must be 'full' or 'none', got {reorthogonalize!r}")
+    check_int("num_steps", num_steps, minimum=1, maximum=n)
+    check_choice("reorthogonalize", reorthogonalize, ("full", "none"))
     if v0 is None:
         v = torch.randint(0, 2, (n,), generator=generator, device="cpu").to(op.dtype) * 2 - 1
         v = v.to(op.device)
@@ -202,10 +201,8 @@ def ritz_pairs(
     """
     op = as_operator(A)
     n = op.shape[0]
-    if not isinstance(k, int) or not 1 <= k <= n:
-        raise ValueError(f"k must be an integer in 1..{n}, got {k!r}")
-    if which not in ("largest", "smallest"):
-        raise ValueError(f"which must be 'largest' or 'smallest', got {which!r}")
+    check_int("k", k, minimum=1, maximum=n)
+    check_choice("which", which, ("largest", "smallest"))
     m = num_steps if num_steps is not None else min(n, max(2 * k + 20, 3 * k))
     if m < k:
         raise ValueError(f"num_steps ({m}) must be at least k ({k})")

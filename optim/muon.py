@@ -10,7 +10,7 @@ import torch
 
 from neuralsolve.params import MATRIX_DIMS
 
-from ._common import check_betas, check_number, run_closure
+from ._common import check_betas, check_count, check_number, run_closure
 
 __all__ = ["Muon", "newton_schulz"]
 
@@ -112,8 +112,7 @@ class Muon(torch.optim.Optimizer):
         check_number("adamw_lr", adamw_lr, low=0.0)
         check_number("adamw_eps", adamw_eps, low=0.0, low_open=True)
         check_betas(adamw_betas)
-        if not isinstance(ns_steps, int) or ns_steps < 1:
-            raise ValueError(f"invalid ns_steps: {ns_steps!r} (expected a positive integer)")
+        check_count("ns_steps", ns_steps)
         if variant not in ("muon", "auon"):
             raise ValueError(f"invalid variant: {variant!r} (expected 'muon' or 'auon')")
         defaults = dict(

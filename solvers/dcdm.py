@@ -48,6 +48,7 @@ from typing import Any
 import torch
 
 from neuralsolve.checkpoint import VersionMismatchWarning, load_checkpoint
+from neuralsolve.checks import check_positive_int, check_real
 from neuralsolve.errors import DataFormatError
 from neuralsolve.linop import LinearOperator, as_operator
 from neuralsolve.result import SolveResult, Status
@@ -272,18 +273,10 @@ class DCDM(SolverBase):
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        if (
-            isinstance(self.directions, bool)
-            or not isinstance(self.directions, int)
-            or self.directions < 1
-        ):
-            raise ValueError(f"directions must be a positive integer, got {self.directions!r}")
+        check_positive_int("directions", self.directions)
         check_fallback_cos(self.fallback_cos)
         check_deflation_block(self.deflation_block)
-        if not isinstance(self.true_residual_every, int) or self.true_residual_every < 1:
-            raise ValueError(
-                f"true_residual_every must be a positive integer, got {self.true_residual_every!r}"
-            )
+        check_positive_int("true_residual_every", self.true_residual_every)
 
     def network_for(
         self, op: LinearOperator
@@ -415,8 +408,7 @@ class DCDM(SolverBase):
 
 def check_fallback_cos(value: float) -> None:
     """``fallback_cos`` must lie in ``[0, 1)`` (0: never fall back)."""
-    if not 0.0 <= value < 1.0:
-        raise ValueError(f"fallback_cos must be in [0, 1), got {value!r}")
+    check_real("fallback_cos", value, low=0.0, high=1.0, high_open=True)
 
 
 def replace_weak_directions(

@@ -32,6 +32,7 @@ from typing import Any, ClassVar
 
 import torch
 
+from neuralsolve.checks import check_positive_int
 from neuralsolve.linop import LinearOperator
 from neuralsolve.result import SolveResult, Status
 from neuralsolve.stencil import StencilOperator
@@ -119,18 +120,9 @@ class _KrylovBase(SolverBase):
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        if not isinstance(self.true_residual_every, int) or self.true_residual_every < 1:
-            raise ValueError(
-                f"true_residual_every must be a positive integer, got {self.true_residual_every!r}"
-            )
-        if self.column_block != "auto" and (
-            isinstance(self.column_block, bool)
-            or not isinstance(self.column_block, int)
-            or self.column_block < 1
-        ):
-            raise ValueError(
-                f"column_block must be 'auto' or a positive integer, got {self.column_block!r}"
-            )
+        check_positive_int("true_residual_every", self.true_residual_every)
+        if self.column_block != "auto":
+            check_positive_int("column_block ('auto' or a count)", self.column_block)
         if self.preconditioner is not None and not isinstance(self.preconditioner, str):
             raise TypeError(
                 f"preconditioner must be a name ('jacobi', 'ic', 'amg') or None, got "
