@@ -14,7 +14,6 @@ EXAMPLES = sorted((Path(__file__).resolve().parents[1] / "examples").glob("*.py"
 # in CI's slow step. The others solve a few small systems in seconds.
 SLOW_EXAMPLES = {
     "dcdm_optimizers",
-    "dcdm_slow_modes",
     "operators_burgers",
     "operators_darcy",
     "operators_navier_stokes",
