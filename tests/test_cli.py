@@ -86,7 +86,6 @@ def test_listings(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["info"]) == 0 and "torch" in capsys.readouterr().out
 
 
-@pytest.mark.slow  # ten benchmark runs, the table, the JSON and a matplotlib plot: 10-20 s
 def test_bench_writes_table_json_and_plot(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

@@ -515,7 +515,6 @@ def test_a_name_listed_twice_weights_the_mix_and_is_evaluated_once() -> None:
 
 
 # --------------------------------------------------------------------------- models and CLI
-@pytest.mark.slow  # five training runs with held-out DCDM solves: about 10 s
 def test_cli_trains_resumes_exports_and_the_model_loads(tmp_path: Path) -> None:
     from neuralsolve.cli import main
 

@@ -249,7 +249,6 @@ def test_training_for_the_deflated_method_records_it(
     assert not (tmp_path / "bad").exists()  # refused before any data is written
 
 
-@pytest.mark.slow  # six solves on 24^3 grids: about 12 s
 def test_dcdm_deflated_defaults_to_boxes_of_3_and_beats_both_halves() -> None:
     """The registered method (boxes of 3, the shipped model) on an unseen 24^3 grid (training
     used 32^3 and 64^3): fewer iterations than plain DCDM and than deflated CG on the same
