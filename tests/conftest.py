@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -9,9 +10,22 @@ from typing import Any
 import numpy as np
 import pytest
 import scipy.sparse as sp
+import threadpoolctl
 import torch
 
 import neuralsolve as ns
+
+# One thread for torch and for numpy's BLAS in the test process. The suite's systems are small
+# (at most a few thousand unknowns), where a second thread gains nothing, while idle OpenMP and
+# OpenBLAS workers spin and starve each other (see solvers/precond.py: single_threaded_blas).
+# On the shared 2-core machine that made single tests 10-80x slower (a 141-iteration DCDM solve
+# on a 24 x 24 grid: 41.8 s with torch's default threads, 0.5 s with one). Results do not
+# depend on it beyond rounding, which no test relies on. The variables reach the processes
+# that tests start (examples, the console script, DDP workers) unless the caller set them.
+torch.set_num_threads(1)
+threadpoolctl.threadpool_limits(limits=1)
+for _var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
+    os.environ.setdefault(_var, "1")
 
 
 @dataclass

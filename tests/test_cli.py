@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 
 import neuralsolve as ns
+from neuralsolve import bench
 from neuralsolve.bench import BenchConfig, format_table, run_benchmark
 from neuralsolve.cli import main
 
@@ -128,7 +129,17 @@ def test_bench_writes_table_json_and_plot(
     assert png[:8] == b"\x89PNG\r\n\x1a\n"
 
 
-def test_bench_skips_and_errors_are_recorded() -> None:
+def test_bench_skips_and_errors_are_recorded(monkeypatch: pytest.MonkeyPatch) -> None:
+    # A method that raises (here cg-fused, as where no compiler exists) is recorded as an error
+    # and the run goes on. Raising it on purpose keeps the test from compiling a kernel (10-30 s).
+    real_one = bench._one
+
+    def one(method: str, *args: object) -> dict:
+        if method == "cg-fused":
+            raise RuntimeError("no C++ compiler found")
+        return real_one(method, *args)
+
+    monkeypatch.setattr(bench, "_one", one)
     config = BenchConfig(
         problems=(("poisson2d", 12),),
         methods=("cg", "direct", "cg-fused"),
@@ -138,8 +149,10 @@ def test_bench_skips_and_errors_are_recorded() -> None:
     report = run_benchmark(config, progress=False)
     by = {r["method"]: r for r in report["results"]}
     assert "skipped" in by["direct"]
+    assert by["cg-fused"]["error"] == "RuntimeError: no C++ compiler found"
     assert by["cg"]["converged"] and np.asarray(by["cg"]["residual_norms"]).shape[1] == 2
-    assert "skipped" in format_table(report)
+    table = format_table(report)
+    assert "skipped" in table and "error" in table
 
 
 def test_bench_method_options_override_the_run_iteration_limit(tmp_path: Path) -> None:

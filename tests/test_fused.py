@@ -1,5 +1,6 @@
 """The fused (torch.compile) CG path gives the eager path's answers. Each new grid shape
-compiles for seconds, so these few cases are marked slow (they run in CI)."""
+compiles for seconds (tens of seconds on a fresh machine), so the compiling cases are marked
+slow (they run in CI's second step)."""
 
 from __future__ import annotations
 
@@ -9,9 +10,8 @@ import torch
 
 import neuralsolve as ns
 
-pytestmark = pytest.mark.slow
 
-
+@pytest.mark.slow
 @pytest.mark.parametrize(
     ("kwargs", "preconditioner"),
     [
@@ -43,6 +43,7 @@ def test_fused_matches_eager(kwargs: dict, preconditioner: str | None) -> None:
     )
 
 
+@pytest.mark.slow
 def test_fused_float32_and_x0() -> None:
     prob = ns.datasets.poisson((16, 16, 16)).to(dtype=torch.float32)
     res = ns.solve(prob.A, prob.b, method="cg-fused", rtol=1e-5)

@@ -9,6 +9,7 @@ import json
 import math
 from pathlib import Path
 
+import h5py
 import numpy as np
 import pytest
 import scipy.fft
@@ -414,7 +415,6 @@ def test_generate_registry_and_errors() -> None:
 
 
 def _read(path: Path) -> tuple[np.ndarray, np.ndarray, dict, dict]:
-    h5py = pytest.importorskip("h5py")
     with h5py.File(path, "r") as f:
         coords = {k: f["coordinates"][k][()] for k in f["coordinates"]}
         attrs = dict(f.attrs)
@@ -422,7 +422,6 @@ def _read(path: Path) -> tuple[np.ndarray, np.ndarray, dict, dict]:
 
 
 def test_generate_to_file_in_chunks_equals_the_in_memory_run(tmp_path: Path) -> None:
-    pytest.importorskip("neuralsolve.datasets.hdf5")
     path = generate(
         "darcy",
         out=tmp_path / "d.h5",
@@ -472,7 +471,6 @@ def test_generate_to_file_in_chunks_equals_the_in_memory_run(tmp_path: Path) -> 
 def test_generate_leaves_no_file_when_a_chunk_fails(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    pytest.importorskip("neuralsolve.datasets.hdf5")
 
     def flaky(n: int = 8, samples: int = 1, *, start: int = 0, **kw: object) -> OperatorData:
         if start > 0:

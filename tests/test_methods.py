@@ -9,7 +9,7 @@ import torch
 
 import neuralsolve as ns
 
-from .conftest import CASES, make_case
+from .conftest import CASES, Case, make_case
 
 # cg-fused compiles a kernel per grid shape (seconds each); it has its own tests.
 METHODS = [m for m in ns.available_methods() if m != "cg-fused"]
@@ -17,23 +17,20 @@ METHODS = [m for m in ns.available_methods() if m != "cg-fused"]
 GRID_ONLY = {"dcdm", "pcg-dcdm", "dcdm-deflated"}
 # Deflation cuts the grid into boxes: it needs a grid, of any dimension.
 ANY_GRID = {"cg-deflated"}
+# The registry's 2-D and 3-D grid cases (checked in the test): where the learned methods run.
+GRID_2D_3D = [c for c in sorted(CASES) if c.startswith(("poisson2d", "poisson3d", "darcy2d"))]
+# Learned methods on those cases are held to an iteration budget in their own test below, not
+# to "it converged eventually" in the grid.
+GRID_PAIRS = [
+    (case_name, method)
+    for case_name in sorted(CASES)
+    for method in METHODS
+    if not (method in GRID_ONLY and case_name in GRID_2D_3D)
+]
 
 
-@pytest.mark.parametrize("method", METHODS)
-@pytest.mark.parametrize("case_name", sorted(CASES))
-def test_every_method_solves_every_case(method: str, case_name: str) -> None:
-    case = make_case(case_name)
-    rtol = 1e-9
-    if method in GRID_ONLY and len(getattr(case.A, "grid_shape", ())) not in (2, 3):
-        with pytest.raises((TypeError, ValueError), match="grid"):
-            ns.solve(case.A, case.b, method=method, rtol=rtol)
-        return
-    if method in ANY_GRID and not hasattr(case.A, "grid_shape"):
-        with pytest.raises(TypeError, match="structured-grid operator"):
-            ns.solve(case.A, case.b, method=method, rtol=rtol)
-        return
-    res = ns.solve(case.A, case.b, method=method, rtol=rtol)
-    assert res.converged, (case_name, method, res)
+def _check_solution(case: Case, res: ns.SolveResult, method: str, rtol: float) -> None:
+    """The answer, its residual and the result's contract, checked in float64."""
     b = case.b.numpy() if isinstance(case.b, torch.Tensor) else case.b
     x = res.x.numpy() if isinstance(res.x, torch.Tensor) else res.x
     assert type(res.x) is type(case.b)  # numpy in, numpy out; torch in, torch out
@@ -60,6 +57,59 @@ def test_every_method_solves_every_case(method: str, case_name: str) -> None:
     assert res.residual_norms[0] == pytest.approx(np.linalg.norm(b), rel=1e-10)
     assert res.stats["method"] == method
     assert res.stats["setup_s"] >= 0 and res.stats["solve_s"] >= 0
+
+
+@pytest.mark.parametrize(("case_name", "method"), GRID_PAIRS)
+def test_every_method_solves_every_case(case_name: str, method: str) -> None:
+    case = make_case(case_name)
+    rtol = 1e-9
+    if method in GRID_ONLY:  # only cases without a 2-D or 3-D grid are left here
+        with pytest.raises((TypeError, ValueError), match="grid"):
+            ns.solve(case.A, case.b, method=method, rtol=rtol)
+        return
+    if method in ANY_GRID and not hasattr(case.A, "grid_shape"):
+        with pytest.raises(TypeError, match="structured-grid operator"):
+            ns.solve(case.A, case.b, method=method, rtol=rtol)
+        return
+    res = ns.solve(case.A, case.b, method=method, rtol=rtol)
+    assert res.converged, (case_name, method, res)
+    _check_solution(case, res, method, rtol)
+
+
+# pcg-dcdm with the shipped models takes more iterations than CG on these cases (1.5x on
+# poisson2d-mixed-spheres, not converged in 2x on poisson2d-neumann, 933 against 141 on
+# poisson3d-neumann-spheres): a known weakness of the method, recorded here so that a fix shows.
+PCG_DCDM_OVER_BUDGET = {"poisson2d-mixed-spheres", "poisson2d-neumann", "poisson3d-neumann-spheres"}
+LEARNED_CASES = [
+    pytest.param(
+        case_name,
+        method,
+        marks=[
+            pytest.mark.xfail(
+                raises=AssertionError, strict=True, reason="pcg-dcdm needs more than CG's budget"
+            )
+        ]
+        if method == "pcg-dcdm" and case_name in PCG_DCDM_OVER_BUDGET
+        else [],
+    )
+    for case_name in GRID_2D_3D
+    for method in sorted(GRID_ONLY)
+]
+
+
+@pytest.mark.parametrize(("case_name", "method"), LEARNED_CASES)
+def test_learned_method_needs_at_most_cgs_iterations(case_name: str, method: str) -> None:
+    """A learned method is worth running only if it beats plain CG: its iteration budget is
+    CG's count on the same system and tolerance (the shipped model, float64 data)."""
+    case = make_case(case_name)
+    assert len(case.A.grid_shape) in (2, 3)
+    rtol = 1e-9
+    cg = ns.solve(case.A, case.b, method="cg", rtol=rtol)
+    assert cg.converged
+    res = ns.solve(case.A, case.b, method=method, rtol=rtol, max_iters=cg.iterations)
+    assert res.converged, (case_name, method, res.iterations, cg.iterations, res.status)
+    assert res.iterations <= cg.iterations
+    _check_solution(case, res, method, rtol)
 
 
 @pytest.mark.parametrize(
