@@ -369,11 +369,11 @@ def _cmd_info(args: argparse.Namespace) -> int:
     import torch
 
     from neuralsolve._version import __version__
-    from neuralsolve.bench import _cpu_name
+    from neuralsolve.report import cpu_name
     from neuralsolve.solvers.precond.ichol import native_trisolve_available
 
     print(f"neuralsolve {__version__}, torch {torch.__version__}")
-    print(f"cpu         {_cpu_name()}, torch threads {torch.get_num_threads()}")
+    print(f"cpu         {cpu_name()}, torch threads {torch.get_num_threads()}")
     print(
         f"cuda        {torch.cuda.is_available()}"
         + (f" ({torch.cuda.get_device_name(0)})" if torch.cuda.is_available() else "")
