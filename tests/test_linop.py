@@ -1,4 +1,4 @@
-"""The linear-operator protocol: a conformance mixin every operator class inherits, algebra
+"""The linear-operator protocol: the shipped conformance mixin on every operator class, algebra
 checked against dense float64 matrices, conversions and tags."""
 
 from __future__ import annotations
@@ -11,82 +11,9 @@ import torch
 
 import neuralsolve as ns
 from neuralsolve.linop import DiagonalOperator, IdentityOperator
+from neuralsolve.testing import OperatorConformance
 
 from .conftest import random_spd_dense, random_spd_sparse
-
-
-class OperatorConformance:
-    """Inherit and implement ``make()`` returning ``(operator, dense float64 reference)``."""
-
-    def make(self) -> tuple[ns.LinearOperator, np.ndarray]:
-        raise NotImplementedError
-
-    def test_declared_attributes(self) -> None:
-        op, ref = self.make()
-        assert op.shape == ref.shape
-        assert op.dtype in (torch.float32, torch.float64)
-        assert isinstance(op.device, torch.device)
-
-    def test_matvec_and_matmat_match_dense(self) -> None:
-        op, ref = self.make()
-        rng = np.random.default_rng(0)
-        x = rng.standard_normal(ref.shape[1])
-        X = rng.standard_normal((ref.shape[1], 3))
-        xt = torch.from_numpy(x).to(op.dtype)
-        Xt = torch.from_numpy(X).to(op.dtype)
-        tol = 1e-12 if op.dtype == torch.float64 else 1e-5
-        scale = np.abs(ref).sum(axis=1).max() * np.abs(X).max()
-        np.testing.assert_allclose((op @ xt).double().numpy(), ref @ x, atol=tol * scale)
-        np.testing.assert_allclose((op @ Xt).double().numpy(), ref @ X, atol=tol * scale)
-        np.testing.assert_allclose(
-            op.apply_batch(Xt.T.contiguous()).T.double().numpy(), ref @ X, atol=tol * scale
-        )
-        np.testing.assert_allclose(
-            op @ x.astype(np.float64 if op.dtype == torch.float64 else np.float32),
-            ref @ x,
-            atol=tol * scale,
-            rtol=0,
-        )
-
-    def test_to_dense_and_to_scipy(self) -> None:
-        op, ref = self.make()
-        tol = 1e-12 if op.dtype == torch.float64 else 1e-5
-        np.testing.assert_allclose(
-            op.to_dense().double().numpy(), ref, atol=tol * np.abs(ref).max()
-        )
-        S = op.to_scipy()
-        dense = (
-            S.toarray()
-            if sp.issparse(S)
-            else (S @ np.eye(ref.shape[1]) if isinstance(S, spla.LinearOperator) else np.asarray(S))
-        )
-        np.testing.assert_allclose(dense, ref, atol=tol * np.abs(ref).max())
-
-    def test_transpose_where_available(self) -> None:
-        op, ref = self.make()
-        try:
-            T = op.T
-        except NotImplementedError:
-            assert op.symmetric is not True
-            return
-        np.testing.assert_allclose(
-            T.to_dense().double().numpy(), ref.T, atol=1e-10 * np.abs(ref).max()
-        )
-
-    def test_symmetric_tag_is_not_wrong(self) -> None:
-        op, ref = self.make()
-        if op.symmetric is True:
-            np.testing.assert_allclose(ref, ref.T, atol=1e-12 * np.abs(ref).max())
-        if op.symmetric is False and ref.shape[0] == ref.shape[1]:
-            assert np.abs(ref - ref.T).max() > 0
-
-    def test_wrong_operand_is_rejected(self) -> None:
-        op, ref = self.make()
-        with pytest.raises(ValueError, match="pass a tensor of shape"):
-            op @ torch.zeros(ref.shape[1] + 1, dtype=op.dtype)
-        other = torch.float32 if op.dtype == torch.float64 else torch.float64
-        with pytest.raises(TypeError, match="operand is"):
-            op @ torch.zeros(ref.shape[1], dtype=other)
 
 
 class TestDense(OperatorConformance):
