@@ -342,11 +342,7 @@ class DCDM(SolverBase):
             ),
         }
         if deflation is not None:
-            extra.update(
-                deflation_block=self.deflation_block,
-                deflation_vectors=deflation.vectors,
-                deflation_setup_s=deflation.setup_s,
-            )
+            extra.update(deflation.info)
         return control.conclude(
             system, X, B - apply_A(X), method=self.label, setup_s=setup_s, extra=extra
         )

@@ -162,6 +162,15 @@ class BlockDeflation:
         coarse = self.coarse_solve(self._restrict_grid(U * self._fluid))
         return self._prolong_grid(coarse) * self._fluid
 
+    @property
+    def info(self) -> dict[str, Any]:
+        """What a deflated solve reports in ``stats``: the box side, ``m`` and the set-up time."""
+        return {
+            "deflation_block": self.block,
+            "deflation_vectors": self.vectors,
+            "deflation_setup_s": self.setup_s,
+        }
+
     def correct_start(
         self,
         B: torch.Tensor,

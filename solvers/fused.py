@@ -164,9 +164,10 @@ def fused_cg(
         invd = F.pad(
             torch.where(d > 0, 1.0 / torch.where(d > 0, d, 1.0), torch.zeros_like(d)), (1, 1) * nd
         )
-    key = (tuple(_padded_shape(op, k)), op.dtype, op.device.type, op.is_uniform, invd is not None)
+    padded = _padded_shape(op, k)
+    key = (padded, op.dtype, op.device.type, op.is_uniform, invd is not None)
     phase1, phase2 = _compiled("phase1", key), _compiled("phase2", key)
-    Pp = torch.zeros((k, *(s + 2 for s in op.grid_shape)), dtype=op.dtype, device=op.device)
+    Pp = torch.zeros(padded, dtype=op.dtype, device=op.device)
     AP = torch.zeros((k, *op.grid_shape), dtype=op.dtype, device=op.device)
     beta = torch.zeros(k, dtype=op.dtype, device=op.device)
     # Compile (or fetch from the cache) outside the timed loop, on scratch copies.

@@ -157,11 +157,7 @@ class _KrylovBase(SolverBase):
         deflation = None
         if self.deflation_block is not None:
             deflation = BlockDeflation(op, self.deflation_block)
-            extra.update(
-                deflation_block=self.deflation_block,
-                deflation_vectors=deflation.vectors,
-                deflation_setup_s=deflation.setup_s,
-            )
+            extra.update(deflation.info)
         return KrylovSetup(M, apply_M, deflation, extra)
 
     def _solve(
