@@ -61,7 +61,7 @@ def main() -> None:
         type=int,
         default=DEFAULT_DIRECTIONS,
         help="directions DCDM keeps in the held-out evaluation (default: the solver's, "
-        f"{DEFAULT_DIRECTIONS}; the README's table was measured with 16)",
+        f"{DEFAULT_DIRECTIONS}; the benchmark table in docs/benchmarks/dcdm.md was measured with 16)",
     )
     parser.add_argument("--out", default="bench-out/dcdm")
     args = parser.parse_args()

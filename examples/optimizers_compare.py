@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import argparse
 import itertools
-import json
 import math
 import os
 import statistics
@@ -29,6 +28,7 @@ from typing import Any
 import torch
 
 import neuralsolve as ns
+from neuralsolve.report import run_record, write_report
 
 try:
     import pytorch_optimizer as po
@@ -279,10 +279,9 @@ def main() -> None:
     specs = runs()
     report: dict[str, Any] = {
         "meta": {
+            **run_record(),
             "steps": args.steps,
             "seeds": args.seeds,
-            "torch": torch.__version__,
-            "threads": torch.get_num_threads(),
             "pytorch_optimizer": getattr(po, "__version__", None),
         },
         "problems": {},
@@ -318,7 +317,7 @@ def main() -> None:
         report["problems"][pname] = results
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    (out / "optimizers.json").write_text(json.dumps(report, indent=1))
+    write_report(out / "optimizers.json", report)
     plot(report, out / "optimizers.png")
     print(f"\nwrote {out / 'optimizers.json'} and {out / 'optimizers.png'}\n")
     print(table(report))
