@@ -27,6 +27,7 @@ __all__ = [
     "config_dict",
     "create",
     "grid_coordinates",
+    "per_axis",
     "register",
 ]
 
@@ -49,15 +50,11 @@ class OperatorConfig:
 
     def __post_init__(self) -> None:
         for name in ("in_channels", "out_channels"):
-            _positive_int(self, name)
+            check_positive_int(name, getattr(self, name))
         check_choice("dim", self.dim, (1, 2, 3))
 
 
-def _positive_int(cfg: Any, name: str) -> None:
-    check_positive_int(name, getattr(cfg, name))
-
-
-def _per_axis(cfg: Any, name: str) -> tuple[int, ...]:
+def per_axis(cfg: Any, name: str) -> tuple[int, ...]:
     """Normalise an ``int | sequence`` field to one positive int per grid axis."""
     value = getattr(cfg, name)
     values = (value,) * cfg.dim if isinstance(value, int) else tuple(value)

@@ -23,15 +23,14 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from neuralsolve.checks import check_choice, check_nonnegative_int
+from neuralsolve.checks import check_choice, check_nonnegative_int, check_positive_int
 
 from .base import (
     OperatorConfig,
-    _per_axis,
-    _positive_int,
     activation,
     check_input,
     grid_coordinates,
+    per_axis,
     register,
 )
 
@@ -85,9 +84,9 @@ class DeepONetConfig(OperatorConfig):
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        self.sensors = _per_axis(self, "sensors")
+        self.sensors = per_axis(self, "sensors")
         for name in ("width", "branch_layers", "trunk_layers", "basis"):
-            _positive_int(self, name)
+            check_positive_int(name, getattr(self, name))
         check_nonnegative_int("trunk_features", self.trunk_features)
         check_choice("branch", self.branch, ("mlp", "cnn"))
         if self.branch == "cnn" and (self.dim != 2 or min(self.sensors) < 16):

@@ -34,15 +34,15 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from neuralsolve.checks import check_positive_int
 from neuralsolve.params import matrix_dims
 
 from .base import (
     OperatorConfig,
     Pointwise,
-    _per_axis,
-    _positive_int,
     activation,
     check_input,
+    per_axis,
     register,
     with_coordinates,
 )
@@ -155,9 +155,9 @@ class FNOConfig(OperatorConfig):
         super().__post_init__()
         if not isinstance(self.channel_mlp, bool):
             raise TypeError(f"channel_mlp must be True or False, got {self.channel_mlp!r}")
-        self.modes = _per_axis(self, "modes")
+        self.modes = per_axis(self, "modes")
         for name in ("width", "layers", "projection"):
-            _positive_int(self, name)
+            check_positive_int(name, getattr(self, name))
         if not isinstance(self.padding, int | float) or not 0 <= self.padding < 1:
             raise ValueError(f"padding is a fraction of each axis in [0, 1), got {self.padding!r}")
         activation(self.activation)

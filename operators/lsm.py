@@ -33,15 +33,14 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from neuralsolve.checks import check_bool, check_choice
+from neuralsolve.checks import check_bool, check_choice, check_positive_int
 
 from .base import (
     OperatorConfig,
     Pointwise,
-    _per_axis,
-    _positive_int,
     activation,
     check_input,
+    per_axis,
     register,
     with_coordinates,
 )
@@ -94,9 +93,9 @@ class LSMConfig(OperatorConfig):
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        self.patch = _per_axis(self, "patch")
+        self.patch = per_axis(self, "patch")
         for name in ("width", "levels", "tokens", "heads", "basis", "projection"):
-            _positive_int(self, name)
+            check_positive_int(name, getattr(self, name))
         if self.width % self.heads:
             raise ValueError(f"heads ({self.heads}) must divide width ({self.width})")
         check_bool("periodic", self.periodic)

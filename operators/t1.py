@@ -61,16 +61,16 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from neuralsolve.checks import check_positive_int
 from neuralsolve.params import matrix_dims
 from neuralsolve.spectral import dct_matrix
 
 from .base import (
     OperatorConfig,
     Pointwise,
-    _per_axis,
-    _positive_int,
     activation,
     check_input,
+    per_axis,
     register,
     with_coordinates,
 )
@@ -124,10 +124,10 @@ class T1Config(OperatorConfig):
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        self.modes = _per_axis(self, "modes")
-        self.resolution = _per_axis(self, "resolution")
+        self.modes = per_axis(self, "modes")
+        self.resolution = per_axis(self, "resolution")
         for name in ("width", "layers", "projection"):
-            _positive_int(self, name)
+            check_positive_int(name, getattr(self, name))
         if self.transform not in ("dct", "fft"):
             raise ValueError(f"transform must be 'dct' or 'fft', got {self.transform!r}")
         if self.init not in ("vp", "naive"):
