@@ -77,7 +77,8 @@ LAYOUT_VERSION = 1
 LAYOUTS = ("neuralsolve", "pdebench-darcy", "pdebench-tensor", "pdebench-groups")
 AXES = ("x", "y", "z")
 GRID_KINDS = ("cell", "node")
-_RESERVED_ATTRS = ("neuralsolve_format", "version", "neuralsolve_version")
+# Root attributes the format itself writes: DatasetWriter refuses user attrs of these names.
+RESERVED_ATTRS = ("neuralsolve_format", "version", "neuralsolve_version")
 _EXPECTED_KEYS = (
     "'inputs' + 'outputs' (neuralsolve operator-data), 'nu' + 'tensor' (PDEBench Darcy), "
     "'tensor' (PDEBench time series), or groups '0000', '0001', ... each holding 'data' "
@@ -90,7 +91,7 @@ _EXPECTED_KEYS = (
 
 @dataclass(frozen=True)
 class _Layout:
-    """What :func:`_detect` found in a file: how samples map to ``(input, output)`` pairs."""
+    """What :func:`detect_layout` found in a file: how samples map to ``(input, output)`` pairs."""
 
     kind: str
     samples: int
@@ -110,7 +111,8 @@ class _Layout:
         return self.input_shape[1:]
 
 
-def _existing(path: str | os.PathLike[str]) -> Path:
+def existing_file(path: str | os.PathLike[str]) -> Path:
+    """``path`` as a ``Path``, checked to exist and to be a file, not a directory."""
     p = Path(path)
     if not p.exists():
         raise FileNotFoundError(f"data file {str(p)!r} does not exist: check the path")
@@ -119,7 +121,7 @@ def _existing(path: str | os.PathLike[str]) -> Path:
     return p
 
 
-def _open(p: Path) -> h5py.File:
+def open_readonly(p: Path) -> h5py.File:
     """Open ``p`` read-only, turning HDF5's errors into a :class:`DataFormatError`."""
     try:
         return h5py.File(p, "r")
@@ -190,7 +192,7 @@ def _coordinates(
     return out or None
 
 
-def _detect(f: h5py.File, p: Path) -> _Layout:
+def detect_layout(f: h5py.File, p: Path) -> _Layout:
     """Find the layout of an open file and check its keys and shapes."""
     fmt = _plain(f.attrs.get("neuralsolve_format"))
     if fmt is not None and fmt != FORMAT:
@@ -379,7 +381,7 @@ def _detect_groups(f: h5py.File, p: Path, groups: list[str]) -> _Layout:
     )
 
 
-def _read_rows(
+def read_rows(
     layout: _Layout, f: h5py.File, p: Path, rows: np.ndarray, steps: tuple[int, int]
 ) -> tuple[np.ndarray, np.ndarray]:
     """Read sorted, unique file ``rows``: arrays ``(k, C_in, *grid)`` and ``(k, C_out, *grid)``."""
@@ -447,9 +449,9 @@ def describe(path: str | os.PathLike[str]) -> dict[str, Any]:
         The file is not HDF5, is truncated, or is in no known layout; a key is missing or has
         the wrong shape (the message names the file and the key).
     """
-    p = _existing(path)
-    with _open(p) as f:
-        layout = _detect(f, p)
+    p = existing_file(path)
+    with open_readonly(p) as f:
+        layout = detect_layout(f, p)
         datasets: dict[str, dict[str, Any]] = {}
 
         def visit(name: str, obj: Any) -> None:

@@ -21,7 +21,7 @@ from neuralsolve.checks import check_choice, check_int
 from neuralsolve.errors import NonFiniteError
 from neuralsolve.fileio import atomic_path
 
-from .hdf5 import _RESERVED_ATTRS, AXES, FORMAT, GRID_KINDS, LAYOUT_VERSION
+from .hdf5 import AXES, FORMAT, GRID_KINDS, LAYOUT_VERSION, RESERVED_ATTRS
 
 __all__ = ["DatasetWriter", "write_dataset"]
 
@@ -165,7 +165,7 @@ class DatasetWriter(AbstractContextManager["DatasetWriter"]):
         if self.dtype not in (np.dtype(np.float32), np.dtype(np.float64)):
             raise ValueError(f"dtype must be float32 or float64, got {self.dtype}")
         self._coordinates = self._check_coordinates(coordinates)
-        reserved = sorted(set(attrs) & set(_RESERVED_ATTRS))
+        reserved = sorted(set(attrs) & set(RESERVED_ATTRS))
         if reserved:
             raise ValueError(f"attributes {reserved} are set by the writer itself: rename yours")
         self._attrs = dict(attrs)

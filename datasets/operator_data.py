@@ -39,8 +39,8 @@ from torch.utils.data import Dataset
 from neuralsolve.checks import check_choice, check_int, check_positive_int
 from neuralsolve.errors import NonFiniteError
 
-from .hdf5 import AXES, _detect, _existing, _open, _read_rows
-from .subsampling import _strides, _subsample
+from .hdf5 import AXES, detect_layout, existing_file, open_readonly, read_rows
+from .subsampling import resolution_strides, subsample
 
 __all__ = ["H5Dataset", "Normalizer", "split_indices"]
 
@@ -129,13 +129,13 @@ class H5Dataset(Dataset[tuple[torch.Tensor, torch.Tensor]]):
         output_step: int = -1,
         dtype: torch.dtype = torch.float32,
     ) -> None:
-        p = _existing(path)
+        p = existing_file(path)
         if not isinstance(dtype, torch.dtype) or not dtype.is_floating_point:
             raise TypeError(
                 f"dtype must be a floating torch.dtype such as torch.float32, got {dtype!r}"
             )
-        with _open(p) as f:
-            layout = _detect(f, p)
+        with open_readonly(p) as f:
+            layout = detect_layout(f, p)
         self.path = p
         self.dtype = dtype
         self._layout = layout
@@ -152,7 +152,7 @@ class H5Dataset(Dataset[tuple[torch.Tensor, torch.Tensor]]):
                 _step(input_step, layout.time_steps, "input_step", p),
                 _step(output_step, layout.time_steps, "output_step", p),
             )
-        self.strides = _strides(layout.grid, resolution)
+        self.strides = resolution_strides(layout.grid, resolution)
         self.full_grid: tuple[int, ...] = layout.grid
         self.grid: tuple[int, ...] = tuple(
             len(range(0, n, s)) for n, s in zip(layout.grid, self.strides, strict=True)
@@ -219,7 +219,7 @@ class H5Dataset(Dataset[tuple[torch.Tensor, torch.Tensor]]):
         pid = os.getpid()
         if self._file is None or self._pid != pid:
             # a handle inherited through fork belongs to the parent: open our own
-            self._file = _open(self.path)
+            self._file = open_readonly(self.path)
             self._pid = pid
         return self._file
 
@@ -260,11 +260,11 @@ class H5Dataset(Dataset[tuple[torch.Tensor, torch.Tensor]]):
         """Items at ``positions`` (already checked), in their order: ``(k, C, *grid)`` each."""
         rows = self.indices[np.asarray(positions, dtype=np.int64)]
         unique, inverse = np.unique(rows, return_inverse=True)  # h5py wants increasing rows
-        x, y = _read_rows(self._layout, self._handle(), self.path, unique, self._steps)
+        x, y = read_rows(self._layout, self._handle(), self.path, unique, self._steps)
         if unique.size != rows.size or np.any(np.diff(rows) < 0):
             x, y = x[inverse], y[inverse]
-        x = _subsample(x, self.strides)
-        y = _subsample(y, self.strides)
+        x = subsample(x, self.strides)
+        y = subsample(y, self.strides)
         return (
             torch.from_numpy(np.ascontiguousarray(x)).to(self.dtype),
             torch.from_numpy(np.ascontiguousarray(y)).to(self.dtype),

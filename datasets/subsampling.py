@@ -52,7 +52,10 @@ def _stride(n: int, r: int, axis: int) -> int:
     )
 
 
-def _strides(grid: tuple[int, ...], resolution: int | Sequence[int] | None) -> tuple[int, ...]:
+def resolution_strides(
+    grid: tuple[int, ...], resolution: int | Sequence[int] | None
+) -> tuple[int, ...]:
+    """The stride per axis of ``grid`` that reaches ``resolution`` (``None``: strides of 1)."""
     if resolution is None:
         return (1,) * len(grid)
     if isinstance(resolution, bool) or not isinstance(resolution, int | Sequence | np.integer):
@@ -73,7 +76,7 @@ def _strides(grid: tuple[int, ...], resolution: int | Sequence[int] | None) -> t
     return tuple(_stride(n, r, i) for i, (n, r) in enumerate(zip(grid, target, strict=True)))
 
 
-def _subsample(a: np.ndarray, strides: tuple[int, ...]) -> np.ndarray:
+def subsample(a: np.ndarray, strides: tuple[int, ...]) -> np.ndarray:
     """``a[:, :, ::s0, ::s1, ...]`` for an array ``(k, C, *grid)``."""
     if all(s == 1 for s in strides):
         return a
