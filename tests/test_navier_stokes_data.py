@@ -221,7 +221,7 @@ def test_too_large_a_step_is_refused_with_a_step_that_passes() -> None:
 
 def test_blow_up_names_the_samples(monkeypatch: pytest.MonkeyPatch) -> None:
     def explode(*args: object, **kwargs: object) -> None:
-        raise etdrk4._BlowUp(3, np.array([0]))
+        raise etdrk4.BlowUp(3, np.array([0]))
 
     monkeypatch.setattr(ns, "_navier_stokes_solve", explode)
     with pytest.raises(RuntimeError, match=r"navier_stokes samples \[4\] became NaN .* step 3"):

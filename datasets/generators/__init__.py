@@ -52,7 +52,7 @@ from tqdm.auto import tqdm
 from neuralsolve.checks import check_int
 
 from .burgers_data import burgers
-from .common import OperatorData, _show
+from .common import OperatorData, show_progress
 from .darcy_data import darcy
 from .navier_stokes_data import navier_stokes
 from .poisson_data import poisson
@@ -168,7 +168,7 @@ def generate(
     samples = check_int("samples", options.pop("samples", 1), minimum=1)
     start = check_int("start", options.pop("start", 0), minimum=0)
     progress = options.pop("progress", None)
-    show = _show(progress)
+    show = show_progress(progress)
     from ..hdf5_writer import DatasetWriter
 
     path = Path(out)

@@ -11,9 +11,9 @@ import scipy.fft
 
 from neuralsolve.checks import check_positive_float
 
-from .common import OperatorData, _bar, _covariance, _sample_rng, _sampling
-from .etdrk4 import _blow_up_error, _BlowUp, _etdrk4, _step_count
-from .random_fields import _even, burgers_initial_condition
+from .common import OperatorData, check_covariance, check_sampling, progress_bar, sample_rng
+from .etdrk4 import BlowUp, blow_up_error, etdrk4_integrate, step_count
+from .random_fields import burgers_initial_condition, check_even_grid_size
 
 __all__ = ["burgers"]
 
@@ -54,11 +54,11 @@ def _burgers_solve(
 ) -> np.ndarray:
     """``u(t_final)`` of ``u_t + (u^2/2)_x = nu u_xx`` on the periodic unit interval for the
     rows of ``u0`` ``(batch, n)`` (nodes ``j / n``): Fourier-Galerkin in space
-    (:func:`_burgers_terms`), ``steps`` ETDRK4 steps in time (:func:`_etdrk4`)."""
+    (:func:`_burgers_terms`), ``steps`` ETDRK4 steps in time (:func:`etdrk4_integrate`)."""
     n = u0.shape[-1]
     L, nonlinear = _burgers_terms(n, nu)
     v = scipy.fft.rfft(u0, axis=-1)  # (batch, n/2 + 1)
-    v = _etdrk4(v, L, nonlinear, t_final / steps, steps, bar=bar)
+    v = etdrk4_integrate(v, L, nonlinear, t_final / steps, steps, bar=bar)
     return scipy.fft.irfft(v, n=n, axis=-1)
 
 
@@ -149,19 +149,19 @@ def burgers(
     >>> data.inputs.shape, data.parameters["steps"]
     ((2, 1, 64), 100)
     """
-    n = _even(n)
-    samples, seed, start = _sampling(samples, seed, start)
+    n = check_even_grid_size(n)
+    samples, seed, start = check_sampling(samples, seed, start)
     nu = check_positive_float("nu", nu)
     t_final = check_positive_float("t_final", t_final)
     sigma = check_positive_float("sigma", sigma)
-    tau, alpha = _covariance(tau, alpha)
+    tau, alpha = check_covariance(tau, alpha)
     dt_max = min(BURGERS_MAX_DT, t_final) if dt is None else check_positive_float("dt", dt)
-    steps, h = _step_count(t_final, dt_max)
+    steps, h = step_count(t_final, dt_max)
 
     u0 = np.stack(
         [
             burgers_initial_condition(
-                n, _sample_rng(seed, start + s), sigma=sigma, tau=tau, alpha=alpha
+                n, sample_rng(seed, start + s), sigma=sigma, tau=tau, alpha=alpha
             )
             for s in range(samples)
         ]
@@ -179,12 +179,12 @@ def burgers(
             f"dt={h:g} is too large for burgers sample {start + worst}: dt * max|u0| * "
             f"min(kappa_max, max|u0|/nu) = {cfl[worst]:.3g} > 1; pass dt <= {safe:.3g}"
         )
-    with _bar(steps, "burgers", progress, unit="step") as bar:
+    with progress_bar(steps, "burgers", progress, unit="step") as bar:
         try:
             uT = _burgers_solve(u0, nu, t_final, steps, bar=bar)
-        except _BlowUp as err:
+        except BlowUp as err:
             context = f"nu = {nu:g}, n = {n}"
-            raise _blow_up_error("burgers", err, start, steps, h, context) from None
+            raise blow_up_error("burgers", err, start, steps, h, context) from None
     parameters = {
         "n": n,
         "samples": samples,

@@ -84,13 +84,15 @@ class OperatorData:
 
 
 # --------------------------------------------------------------------------- argument checks
-def _method(method: Any) -> str:
+def check_method(method: Any) -> str:
+    """Checked generator ``method``: a method name (``str``), else ``TypeError``."""
     if not isinstance(method, str):
         raise TypeError(f"method must be a method name (str), got {type(method).__name__}")
     return method
 
 
-def _show(progress: bool | None) -> bool:
+def show_progress(progress: bool | None) -> bool:
+    """Whether to show a progress bar: ``progress``, or for ``None`` whether stderr is a terminal."""
     if progress is None:
         return bool(getattr(sys.stderr, "isatty", lambda: False)())
     if not isinstance(progress, bool):
@@ -98,15 +100,19 @@ def _show(progress: bool | None) -> bool:
     return progress
 
 
-def _bar(total: int, desc: str, progress: bool | None, unit: str = "sample") -> Any:
-    return tqdm(total=total, desc=desc, unit=unit, disable=not _show(progress), file=sys.stderr)
+def progress_bar(total: int, desc: str, progress: bool | None, unit: str = "sample") -> Any:
+    """A ``tqdm`` bar on stderr of ``total`` ``unit``s, shown as :func:`show_progress` says."""
+    return tqdm(
+        total=total, desc=desc, unit=unit, disable=not show_progress(progress), file=sys.stderr
+    )
 
 
-def _cell_centres(n: int) -> np.ndarray:
+def cell_centres(n: int) -> np.ndarray:
+    """The ``n`` cell centres ``(i + 0.5) / n`` of the unit interval."""
     return (np.arange(n) + 0.5) / n
 
 
-def _sampling(samples: Any, seed: Any, start: Any) -> tuple[int, int, int]:
+def check_sampling(samples: Any, seed: Any, start: Any) -> tuple[int, int, int]:
     """Checked ``samples`` (>= 1), ``seed`` (>= 0) and ``start`` (>= 0)."""
     return (
         check_int("samples", samples, minimum=1),
@@ -115,12 +121,12 @@ def _sampling(samples: Any, seed: Any, start: Any) -> tuple[int, int, int]:
     )
 
 
-def _sample_rng(seed: int, index: int) -> np.random.Generator:
+def sample_rng(seed: int, index: int) -> np.random.Generator:
     """The random generator of sample ``index``: ``default_rng([seed, index])``, so a sample's
     data depend on its index alone, not on which other samples share the call."""
     return np.random.default_rng([seed, index])
 
 
-def _covariance(tau: Any, alpha: Any) -> tuple[float, float]:
+def check_covariance(tau: Any, alpha: Any) -> tuple[float, float]:
     """Checked covariance parameters of a Gaussian random field: ``tau >= 0``, ``alpha > 0``."""
     return check_nonnegative_float("tau", tau), check_positive_float("alpha", alpha)

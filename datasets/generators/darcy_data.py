@@ -13,12 +13,12 @@ from neuralsolve.solvers import solve
 from ..gallery import poisson as _poisson_problem
 from .common import (
     OperatorData,
-    _bar,
-    _cell_centres,
-    _covariance,
-    _method,
-    _sample_rng,
-    _sampling,
+    cell_centres,
+    check_covariance,
+    check_method,
+    check_sampling,
+    progress_bar,
+    sample_rng,
 )
 from .random_fields import gaussian_random_field
 
@@ -104,10 +104,10 @@ def darcy(
     ((2, 1, 32, 32), (2, 1, 32, 32))
     """
     n = check_int("n", n, minimum=2)
-    samples, seed, start = _sampling(samples, seed, start)
+    samples, seed, start = check_sampling(samples, seed, start)
     rtol = check_positive_float("rtol", rtol)
-    method = _method(method)
-    tau, alpha = _covariance(tau, alpha)
+    method = check_method(method)
+    tau, alpha = check_covariance(tau, alpha)
     if not isinstance(values, Sequence) or len(values) != 2:
         raise ValueError(f"values must be a pair (high, low) of permeabilities, got {values!r}")
     high, low = (
@@ -118,10 +118,10 @@ def darcy(
     inputs = np.empty((samples, 1, n, n))
     outputs = np.empty((samples, 1, n, n))
     iterations = np.zeros(samples, dtype=np.int64)
-    with _bar(samples, "darcy", progress) as bar:
+    with progress_bar(samples, "darcy", progress) as bar:
         for s in range(samples):
             i = start + s
-            psi = gaussian_random_field((n, n), _sample_rng(seed, i), tau=tau, alpha=alpha)
+            psi = gaussian_random_field((n, n), sample_rng(seed, i), tau=tau, alpha=alpha)
             a = np.where(psi >= 0, high, low)  # (n, n)
             prob = _poisson_problem((n, n), bc="dirichlet", coefficient=a, rhs="ones")
             res = solve(prob.A, prob.b, method=method, rtol=rtol)
@@ -151,5 +151,5 @@ def darcy(
         "iterations_max": int(iterations.max()),
         "iterations_mean": float(iterations.mean()),
     }
-    c = _cell_centres(n)
+    c = cell_centres(n)
     return OperatorData(inputs, outputs, {"x": c, "y": c.copy()}, "darcy", parameters, "cell")

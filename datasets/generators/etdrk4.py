@@ -64,14 +64,16 @@ def _etdrk4_coefficients(
     return np.exp(h * L), np.exp(h * L / 2), Q, f1, f2, f3
 
 
-class _BlowUp(Exception):
+class BlowUp(Exception):
+    """Raised by :func:`etdrk4_integrate` when rows of the state become NaN or infinite."""
+
     def __init__(self, step: int, rows: np.ndarray) -> None:
         super().__init__(step, rows)
         self.step = step
         self.rows = rows
 
 
-def _etdrk4(
+def etdrk4_integrate(
     v: np.ndarray,
     L: np.ndarray,
     nonlinear: Callable[[np.ndarray], np.ndarray],
@@ -92,7 +94,7 @@ def _etdrk4(
 
     The linear part is integrated exactly, so diffusion imposes no step limit. Every
     ``check_every`` steps (and at the end) the rows of ``v`` are checked for NaN / infinity;
-    :class:`_BlowUp` names the step and the rows.
+    :class:`BlowUp` names the step and the rows.
     """
     E, E2, Q, f1, f2, f3 = _etdrk4_coefficients(L, h)
     with np.errstate(over="ignore", invalid="ignore"):
@@ -108,13 +110,13 @@ def _etdrk4(
             if step % check_every == 0 or step == steps:
                 bad = ~np.isfinite(v).all(axis=-1)  # (batch,)
                 if bad.any():
-                    raise _BlowUp(step, np.flatnonzero(bad))
+                    raise BlowUp(step, np.flatnonzero(bad))
             if bar is not None:
                 bar.update(1)
     return v
 
 
-def _step_count(t_final: float, dt_max: float) -> tuple[int, float]:
+def step_count(t_final: float, dt_max: float) -> tuple[int, float]:
     """The number of equal steps that covers ``t_final`` with steps of at most ``dt_max``, and
     the step: ``t_final / ceil(t_final / dt_max)`` (a ratio a rounding error above an integer
     does not add a step)."""
@@ -122,10 +124,10 @@ def _step_count(t_final: float, dt_max: float) -> tuple[int, float]:
     return steps, t_final / steps
 
 
-def _blow_up_error(
-    pde: str, err: _BlowUp, start: int, steps: int, h: float, context: str
+def blow_up_error(
+    pde: str, err: BlowUp, start: int, steps: int, h: float, context: str
 ) -> RuntimeError:
-    """The error a generator raises for :class:`_BlowUp`: the samples (as indices from
+    """The error a generator raises for :class:`BlowUp`: the samples (as indices from
     ``start``), the step and time, and ``context`` (the run's settings)."""
     bad = [start + int(r) for r in err.rows]
     return RuntimeError(

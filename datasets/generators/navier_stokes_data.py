@@ -12,9 +12,9 @@ import scipy.fft
 
 from neuralsolve.checks import check_nonnegative_float, check_positive_float
 
-from .common import OperatorData, _bar, _covariance, _sample_rng, _sampling
-from .etdrk4 import _blow_up_error, _BlowUp, _etdrk4, _step_count
-from .random_fields import _even, vorticity_initial_condition
+from .common import OperatorData, check_covariance, check_sampling, progress_bar, sample_rng
+from .etdrk4 import BlowUp, blow_up_error, etdrk4_integrate, step_count
+from .random_fields import check_even_grid_size, vorticity_initial_condition
 
 __all__ = ["navier_stokes"]
 
@@ -54,7 +54,7 @@ def _navier_stokes_terms(
         \mathbf u = (\partial_y \psi, -\partial_x \psi), \quad -\Delta \psi = \omega,
 
     in real-FFT coefficients on ``n x n`` nodes of the periodic unit square, flattened to
-    ``(batch, n (n/2 + 1))`` for :func:`~.etdrk4._etdrk4`. With ``k = 2 pi m``,
+    ``(batch, n (n/2 + 1))`` for :func:`~.etdrk4.etdrk4_integrate`. With ``k = 2 pi m``,
     ``L_k = -nu |k|^2`` and
 
     .. math::
@@ -123,7 +123,7 @@ def _navier_stokes_solve(
     h = t_final / steps
     L, nonlinear, state = _navier_stokes_terms(n, nu, forcing, h)
     v = scipy.fft.rfft2(w0).reshape(batch, -1)
-    v = _etdrk4(v, L, nonlinear, h, steps, bar=bar)
+    v = etdrk4_integrate(v, L, nonlinear, h, steps, bar=bar)
     return scipy.fft.irfft2(v.reshape(batch, n, n // 2 + 1), s=(n, n)), state
 
 
@@ -224,26 +224,26 @@ def navier_stokes(
     >>> data.inputs.shape, data.parameters["steps"]
     ((2, 1, 16, 16), 5)
     """
-    n = _even(n)
-    samples, seed, start = _sampling(samples, seed, start)
+    n = check_even_grid_size(n)
+    samples, seed, start = check_sampling(samples, seed, start)
     nu = check_positive_float("nu", nu)
     t_final = check_positive_float("t_final", t_final)
     amplitude = check_nonnegative_float("forcing", forcing)
     sigma = check_positive_float("sigma", sigma)
-    tau, alpha = _covariance(tau, alpha)
+    tau, alpha = check_covariance(tau, alpha)
     dt_max = min(NS_DEFAULT_DT, t_final) if dt is None else check_positive_float("dt", dt)
-    steps, h = _step_count(t_final, dt_max)
+    steps, h = step_count(t_final, dt_max)
 
     w0 = np.stack(
         [
             vorticity_initial_condition(
-                n, _sample_rng(seed, start + s), sigma=sigma, tau=tau, alpha=alpha
+                n, sample_rng(seed, start + s), sigma=sigma, tau=tau, alpha=alpha
             )
             for s in range(samples)
         ]
     )  # (samples, n, n)
     context = f"nu = {nu:g}, n = {n}, t_final = {t_final:g}"
-    with _bar(steps, "navier_stokes", progress, unit="step") as bar:
+    with progress_bar(steps, "navier_stokes", progress, unit="step") as bar:
         try:
             wT, state = _navier_stokes_solve(
                 w0, nu, fno_forcing(n, amplitude), t_final, steps, bar=bar
@@ -254,8 +254,8 @@ def navier_stokes(
                 f"{err.cfl:.3g} > {NS_MAX_CFL} ({context}, dt = {h:g}), so the time stepping "
                 f"would soon be unstable; pass dt <= {err.safe_dt:.3g}"
             ) from None
-        except _BlowUp as err:
-            raise _blow_up_error("navier_stokes", err, start, steps, h, context) from None
+        except BlowUp as err:
+            raise blow_up_error("navier_stokes", err, start, steps, h, context) from None
     parameters = {
         "n": n,
         "samples": samples,

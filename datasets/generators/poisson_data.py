@@ -11,12 +11,12 @@ from neuralsolve.solvers import solve
 from ..gallery import poisson as _poisson_problem
 from .common import (
     OperatorData,
-    _bar,
-    _cell_centres,
-    _covariance,
-    _method,
-    _sample_rng,
-    _sampling,
+    cell_centres,
+    check_covariance,
+    check_method,
+    check_sampling,
+    progress_bar,
+    sample_rng,
 )
 from .random_fields import gaussian_random_field
 
@@ -80,15 +80,15 @@ def poisson(
         When a column does not converge; the message lists the samples.
     """
     n = check_int("n", n, minimum=2)
-    samples, seed, start = _sampling(samples, seed, start)
+    samples, seed, start = check_sampling(samples, seed, start)
     rtol = check_positive_float("rtol", rtol)
-    method = _method(method)
-    tau, alpha = _covariance(tau, alpha)
+    method = check_method(method)
+    tau, alpha = check_covariance(tau, alpha)
 
-    with _bar(samples, "poisson", progress) as bar:
+    with progress_bar(samples, "poisson", progress) as bar:
         f = np.stack(
             [
-                gaussian_random_field((n, n), _sample_rng(seed, start + s), tau=tau, alpha=alpha)
+                gaussian_random_field((n, n), sample_rng(seed, start + s), tau=tau, alpha=alpha)
                 for s in range(samples)
             ]
         )  # (samples, n, n)
@@ -122,7 +122,7 @@ def poisson(
         "iterations_max": int(its.max()),
         "iterations_mean": float(its.mean()),
     }
-    c = _cell_centres(n)
+    c = cell_centres(n)
     return OperatorData(
         f[:, None].copy(),
         np.ascontiguousarray(outputs),

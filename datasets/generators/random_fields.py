@@ -13,7 +13,7 @@ import scipy.fft
 
 from neuralsolve.checks import check_int, check_positive_float
 
-from .common import _covariance
+from .common import check_covariance
 
 __all__ = ["burgers_initial_condition", "gaussian_random_field", "vorticity_initial_condition"]
 
@@ -89,7 +89,7 @@ def gaussian_random_field(
     shape = tuple(check_int("every size in shape", s, minimum=1) for s in shape)
     if not shape or math.prod(shape) < 2:
         raise ValueError(f"shape must have at least 2 cells in all, got {shape}")
-    tau, alpha = _covariance(tau, alpha)
+    tau, alpha = check_covariance(tau, alpha)
     k2 = sum(
         np.reshape(np.arange(s) ** 2, [-1 if a == b else 1 for b in range(len(shape))])
         for a, s in enumerate(shape)
@@ -146,9 +146,9 @@ def burgers_initial_condition(
     """
     if not isinstance(rng, np.random.Generator):
         raise TypeError(f"rng must be a numpy.random.Generator, got {type(rng).__name__}")
-    n = _even(n)
+    n = check_even_grid_size(n)
     sigma = check_positive_float("sigma", sigma)
-    tau, alpha = _covariance(tau, alpha)
+    tau, alpha = check_covariance(tau, alpha)
     m = np.arange(1, n // 2)
     mu = sigma**2 * ((2 * np.pi * m) ** 2 + tau**2) ** (-alpha)
     xi, eta = rng.standard_normal((2, n // 2 - 1))
@@ -157,7 +157,8 @@ def burgers_initial_condition(
     return scipy.fft.irfft(c, n=n)
 
 
-def _even(n: Any) -> int:
+def check_even_grid_size(n: Any) -> int:
+    """Checked grid size ``n`` of a spectral generator: an even integer >= 4."""
     n = check_int("n", n, minimum=4)
     if n % 2:
         raise ValueError(f"n must be even (a real FFT grid with a Nyquist mode), got {n}")
@@ -220,9 +221,9 @@ def vorticity_initial_condition(
     """
     if not isinstance(rng, np.random.Generator):
         raise TypeError(f"rng must be a numpy.random.Generator, got {type(rng).__name__}")
-    n = _even(n)
+    n = check_even_grid_size(n)
     sigma = check_positive_float("sigma", sigma)
-    tau, alpha = _covariance(tau, alpha)
+    tau, alpha = check_covariance(tau, alpha)
     m = np.fft.fftfreq(n, 1.0 / n)  # 0, 1, ..., n/2 - 1, -n/2, ..., -1
     lam = (4 * np.pi**2 * (m[:, None] ** 2 + m[None, :] ** 2) + tau**2) ** (-alpha)
     lam[0, 0] = 0.0
