@@ -16,6 +16,10 @@ What the loop guarantees:
   ``stop_reason``); a resumed run truncates it to the checkpoint's step first.
 * **Optimizers that need more.** Closures for those that re-evaluate the loss (L-BFGS);
   gradients with their graph (``create_graph``) for Hessian-based ones (AdaHessian, Sophia).
+* **Work between steps.** ``hooks`` run before every step (a PINN resamples its collocation
+  points every round, or trains its adversarial sampler there); their ``state_dict()`` travels in
+  the checkpoint, so a resumed run continues them exactly too. There is one loop: a task that
+  alternates two players puts the second one in a hook.
 * **Data parallel.** Launched by ``torchrun`` (``WORLD_SIZE > 1``), the model is wrapped in
   ``DistributedDataParallel`` (gloo on CPU, NCCL on GPU), each rank takes an equal part of every
   global batch of ``batch_size`` samples, and rank 0 alone writes files: the losses equal a
@@ -32,10 +36,10 @@ import os
 import random
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 import torch
@@ -49,9 +53,29 @@ from neuralsolve.linop import check_dtype, torch_dtype
 from .registry import OPTIMIZERS, create
 from .schedules import SCHEDULES, make_schedule
 
-__all__ = ["TrainResult", "Trainer", "TrainerConfig", "close_distributed"]
+__all__ = ["TrainResult", "Trainer", "TrainerConfig", "TrainerHook", "close_distributed"]
 
 LossFn = Callable[[torch.nn.Module, Any], torch.Tensor]
+
+
+@runtime_checkable
+class TrainerHook(Protocol):
+    """Work a task does between optimizer steps, with state that must survive a resume.
+
+    ``before_step(trainer)`` is called before every step, with ``trainer.step`` the number of
+    steps done so far (0 before the first) and ``trainer.module`` the model; it may change what
+    the loss function reads (collocation points, a second model's weights). ``state_dict()``
+    and ``load_state_dict(state)`` give and take everything it needs to continue (tensors,
+    numbers, lists, dicts: the checkpoint is read with ``weights_only=True``). Randomness should
+    come from torch's global generator, or from a generator whose state is in ``state_dict``,
+    so that a resumed run draws what the uninterrupted one would have.
+    """
+
+    def before_step(self, trainer: Trainer) -> None: ...
+
+    def state_dict(self) -> dict[str, Any]: ...
+
+    def load_state_dict(self, state: dict[str, Any]) -> None: ...
 
 
 @dataclass
@@ -198,6 +222,9 @@ class Trainer:
     metadata : dict, optional
         Plain values (str, numbers, lists, dicts, tensors) stored as ``"metadata"`` in every
         checkpoint, e.g. what a loader needs to rebuild the model.
+    hooks : sequence of TrainerHook, optional
+        Run before every step, in order; their states are checkpointed (see
+        :class:`TrainerHook`).
 
     Examples
     --------
@@ -219,7 +246,15 @@ class Trainer:
         data: torch.utils.data.Dataset | None = None,
         eval_fn: Callable[[torch.nn.Module], dict[str, float]] | None = None,
         metadata: dict[str, Any] | None = None,
+        hooks: Sequence[TrainerHook] = (),
     ) -> None:
+        for hook in hooks:
+            if not isinstance(hook, TrainerHook):
+                raise TypeError(
+                    f"hooks must implement before_step(trainer), state_dict() and "
+                    f"load_state_dict(state); got {type(hook).__name__}"
+                )
+        self.hooks = list(hooks)
         if not isinstance(model, torch.nn.Module):
             raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
         if not callable(loss_fn):
@@ -342,6 +377,7 @@ class Trainer:
                 "best": self.best,
                 "losses": list(self.losses),
                 "metadata": self.metadata,
+                "hooks": [hook.state_dict() for hook in self.hooks],
             },
             kind="trainer",
         )
@@ -355,8 +391,16 @@ class Trainer:
                     f"cannot resume from {str(path)!r}: it was trained with {key}={saved.get(key)!r}, "
                     f"this run has {key}={getattr(self.config, key)!r}"
                 )
+        hooks = record.get("hooks", [])
+        if len(hooks) != len(self.hooks):
+            raise ValueError(
+                f"cannot resume from {str(path)!r}: it holds the state of {len(hooks)} hook(s), "
+                f"this run has {len(self.hooks)}; resume with the same hooks"
+            )
         self.module.load_state_dict(record["model"])
         self.optimizer.load_state_dict(record["optimizer"])
+        for hook, state in zip(self.hooks, hooks, strict=True):
+            hook.load_state_dict(state)
         self.scheduler.load_state_dict(record["scheduler"])
         self._set_rng_state(record["rng"])
         self.step = int(record["step"])
@@ -480,6 +524,8 @@ class Trainer:
         batches = self._batches()
         try:
             while self.step < self.total_steps:
+                for hook in self.hooks:
+                    hook.before_step(self)
                 batch = next(batches)
                 closure = self._closure(batch)
                 if getattr(self.optimizer, "requires_closure", False) or isinstance(
