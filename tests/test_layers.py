@@ -256,7 +256,7 @@ def test_the_table_orders_the_layers_without_a_cycle(layers: Layers) -> None:
         ),
         # the same by a relative import from a nested package
         ("neuralsolve.solvers.precond.base", "from ...datasets import gallery\n", True),
-        # optim and solvers are siblings
+        # optim is below solvers: it must not import them
         ("neuralsolve.optim.curvature", "import neuralsolve.solvers.krylov\n", True),
         # the core must not import the facade (which imports the solvers)
         ("neuralsolve.linop.base", "def f():\n    import neuralsolve as ns\n", True),
