@@ -17,6 +17,7 @@ SUBPACKAGES = [
     "neuralsolve",
     "neuralsolve.linop",
     "neuralsolve.solvers",
+    "neuralsolve.solvers.pinn",
     "neuralsolve.operators",
     "neuralsolve.datasets",
     "neuralsolve.optim",
