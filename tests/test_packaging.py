@@ -19,6 +19,7 @@ SUBPACKAGES = [
     "neuralsolve.solvers",
     "neuralsolve.operators",
     "neuralsolve.datasets",
+    "neuralsolve.datasets.pde",
     "neuralsolve.optim",
 ]
 
