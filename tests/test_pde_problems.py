@@ -209,8 +209,18 @@ def test_residual_is_differentiable_in_the_network_weights() -> None:
     *inner, out_bias = list(net.parameters())
     assert all(p.grad is not None and bool(p.grad.abs().sum() > 0) for p in inner)
     assert out_bias.grad is None
-    # float32 points give a float32 residual
-    assert prob.residual(x.float(), net.float()).dtype == torch.float32
+    # under torch.no_grad() (an evaluation loop) the residual is the same, not u'' = 0
+    with torch.no_grad():
+        r_eval = prob.residual(x, net)
+    torch.testing.assert_close(r_eval, prob.residual(x, net).detach(), rtol=0, atol=0)
+    # float32 points give a float32 residual, and float32 boundary points count as on the
+    # boundary (2pi rounds differently in float32)
+    net = net.float()
+    assert prob.residual(x.float(), net).dtype == torch.float32
+    xb, _ = prob.boundary_data(4, dtype=torch.float32)
+    assert prob.boundary_residual(xb, net).dtype == torch.float32
+    xb, _ = pde.make("poisson1d-hf").boundary_data(4, dtype=torch.float32)  # [0, 2pi]
+    assert pde.make("poisson1d-hf").boundary_residual(xb, prob.exact).shape == (4,)
 
 
 # -- errors that name the problem -------------------------------------------------------------

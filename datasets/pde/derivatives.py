@@ -11,6 +11,10 @@ Every pass uses ``create_graph=True``: the derivatives are differentiable functi
 network's parameters (a PINN backpropagates its residual loss through them) and of the points
 (an adversarial sampler moves the points along the residual's gradient).
 
+Autograd is enabled inside the helper even under ``torch.no_grad()`` (an evaluation loop gets
+the true derivatives, not zeros). A ``u_fn`` whose output does not depend on ``x`` (a constant,
+or a detached tensor) has zero derivatives.
+
 The batching is exact only when ``u_fn`` treats rows independently (an MLP does; a batch-norm
 layer in training mode couples the rows and would mix the points' derivatives).
 """
@@ -153,16 +157,19 @@ def derivatives(
     axes = tuple(range(d)) if second_axes is None else tuple(int(a) for a in second_axes)
     if any(not 0 <= a < d for a in axes):
         raise ValueError(f"{name}: second_axes {axes} out of range for {d}-D points")
-    if not x.requires_grad:
-        x = x.detach().requires_grad_(True)
-    u = evaluate(u_fn, x, name)  # (n,)
-    if order == 0:
-        return Derivatives(x=x, u=u, grad=None, hess_diag=None, second_axes=axes)
-    grad = _grad(u, x)  # (n, d)
-    hess = None
-    if order == 2:
-        cols = [torch.zeros_like(u)] * d
-        for a in axes:
-            cols[a] = _grad(grad[:, a], x)[:, a]  # d^2u/dx_a^2, (n,)
-        hess = torch.stack(cols, dim=1)  # (n, d)
+    # Under torch.no_grad() (an evaluation loop) autograd is switched back on here: otherwise
+    # u would carry no graph and every derivative would silently come out zero.
+    with torch.enable_grad():
+        if not x.requires_grad:
+            x = x.detach().requires_grad_(True)
+        u = evaluate(u_fn, x, name)  # (n,)
+        if order == 0:
+            return Derivatives(x=x, u=u, grad=None, hess_diag=None, second_axes=axes)
+        grad = _grad(u, x)  # (n, d)
+        hess = None
+        if order == 2:
+            cols = [torch.zeros_like(u)] * d
+            for a in axes:
+                cols[a] = _grad(grad[:, a], x)[:, a]  # d^2u/dx_a^2, (n,)
+            hess = torch.stack(cols, dim=1)  # (n, d)
     return Derivatives(x=x, u=u, grad=grad, hess_diag=hess, second_axes=axes)
