@@ -310,3 +310,24 @@ def test_unknown_names_and_parameters_list_the_valid_ones() -> None:
         pde.make("poisson1d-hf", case="P9")
     with pytest.raises(ValueError, match=r"nu must be a finite positive number"):
         pde.make("burgers", nu=0.0)
+
+
+@pytest.mark.parametrize("name", sorted(pde.available()))
+def test_every_problem_takes_a_network_end_to_end(name: str) -> None:
+    # what a PINN step does with any registered problem: interior residual, boundary (and
+    # initial) loss, one backward pass reaching the first layer
+    prob = pde.make(name)
+    torch.manual_seed(0)
+    net = torch.nn.Sequential(
+        torch.nn.Linear(prob.dim, 16), torch.nn.Tanh(), torch.nn.Linear(16, 1)
+    ).to(F64)
+    g = torch.Generator().manual_seed(7)
+    x = prob.domain.uniform(32, generator=g)
+    xb, _ = prob.boundary_data(16, generator=g)
+    loss = prob.residual(x, net).square().mean() + prob.boundary_loss(xb, net)
+    if prob.time_dependent:
+        x0, _ = prob.initial_data(16, generator=g)
+        loss = loss + prob.initial_loss(x0, net)
+    loss.backward()
+    assert bool(torch.isfinite(loss)) and float(loss.detach()) > 0
+    assert net[0].weight.grad is not None and bool(net[0].weight.grad.abs().sum() > 0)
