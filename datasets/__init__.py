@@ -1,7 +1,9 @@
 """Problems and data: the gallery of reference problems (finite-volume Poisson on boxes with
 obstacles and variable coefficients, P1 finite elements on meshes), system I/O, and
-operator-learning data (HDF5 datasets, ours and PDEBench's; generators built on our solvers)."""
+operator-learning data (HDF5 datasets, ours and PDEBench's; generators built on our solvers),
+and the PDE problems of the mesh-free solvers (:mod:`neuralsolve.datasets.pde`)."""
 
+from . import pde
 from .fem import FEMProblem, poisson_fem, read_mesh, unit_cube_mesh, unit_square_mesh
 from .gallery import (
     PROBLEMS,
@@ -41,6 +43,7 @@ __all__ = [
     "make_problem",
     "obstacle_random",
     "obstacle_spheres",
+    "pde",
     "poisson",
     "poisson_fem",
     "read_mesh",

@@ -20,6 +20,7 @@ SUBPACKAGES = [
     "neuralsolve.solvers.pinn",
     "neuralsolve.operators",
     "neuralsolve.datasets",
+    "neuralsolve.datasets.pde",
     "neuralsolve.optim",
 ]
 
