@@ -10,6 +10,7 @@ RAR-G, RAR-D, RAD, AAS) behind one interface, and the bounded normalizing flow A
 """
 
 from .flow import AffineCoupling, BoundedFlow
+from .networks import ACTIVATIONS, MLP, FourierMLP
 from .samplers import (
     SAMPLERS,
     AASSampler,
@@ -28,10 +29,13 @@ from .samplers import (
 )
 
 __all__ = [
+    "ACTIVATIONS",
+    "MLP",
     "SAMPLERS",
     "AASSampler",
     "AffineCoupling",
     "BoundedFlow",
+    "FourierMLP",
     "LatinHypercubeSampler",
     "RADSampler",
     "RARDSampler",
