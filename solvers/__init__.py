@@ -15,6 +15,8 @@ from .convergence import IterationInfo
 from .dcdm import DCDM, DCDMPreconditioner, FlexibleDCDM, load_network
 from .dcdm_net import DCDMNet, DCDMNetConfig, geometry_flags
 from .krylov import CG, FlexibleCG
+from .pinn import MLP, FourierMLP
+from .pinn.solver import PINN
 from .precond import (
     PRECONDITIONERS,
     AMGPreconditioner,
@@ -31,6 +33,8 @@ __all__ = [
     "CG",
     "DCDM",
     "METHODS",
+    "MLP",
+    "PINN",
     "PRECONDITIONERS",
     "AMGPreconditioner",
     "DCDMNet",
@@ -39,6 +43,7 @@ __all__ = [
     "DirectSolver",
     "FlexibleCG",
     "FlexibleDCDM",
+    "FourierMLP",
     "ICPreconditioner",
     "IterationInfo",
     "JacobiPreconditioner",

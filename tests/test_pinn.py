@@ -1,0 +1,136 @@
+"""The PINN solver: a smooth problem to 1e-3, hard boundary conditions, adaptive rounds through the
+Trainer with an exact resume (the AAS flow included), and clear errors before any training."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import pytest
+import torch
+
+import neuralsolve as ns
+from neuralsolve.datasets.pde import PDEProblem
+from neuralsolve.domain import Box
+from neuralsolve.solvers import MLP, PINN
+
+
+def smooth1d() -> PDEProblem:
+    """u'' = -pi^2 sin(pi x) on [-1, 1], u = sin(pi x)."""
+    return PDEProblem(
+        name="smooth1d",
+        domain=Box((-1.0,), (1.0,)),
+        equation=lambda x, D: D.laplacian + math.pi**2 * torch.sin(math.pi * x[:, 0]),
+        exact=lambda x: torch.sin(math.pi * x[:, 0]),
+    )
+
+
+def test_a_pinn_fits_a_smooth_1d_poisson_problem_to_1e_3() -> None:
+    pinn = PINN(smooth1d(), net=MLP(width=20, depth=2), n_points=64, dtype="float64")
+    result = pinn.fit(200, optimizer="lbfgs", lr=1.0, progress=False)
+    assert result.steps >= 1
+    assert pinn.error(grid=401) < 1e-3
+
+
+def test_hard_dirichlet_meets_the_boundary_data_exactly() -> None:
+    prob = ns.datasets.pde.make("peak2d")
+    pinn = PINN(prob, net=MLP(width=8, depth=2), n_points=50, hard_dirichlet=True, dtype="float64")
+    xb, g = prob.boundary_data(200, generator=torch.Generator().manual_seed(3))
+    torch.testing.assert_close(pinn.predict(xb), g, rtol=0, atol=1e-14)
+    assert float(pinn.loss(pinn.model).detach()) == pytest.approx(
+        float((prob.residual(pinn.rounds.points, pinn.model) ** 2).mean().detach())
+    )
+
+
+def test_rounds_draw_new_points_from_the_sampler_every_resample_every_steps() -> None:
+    prob = ns.datasets.pde.make("peak2d")
+    pinn = PINN(prob, net=MLP(width=8, depth=2), sampler="rad", n_points=64, resample_every=2)
+    first = pinn.rounds.points.clone()
+    pinn.fit(5, progress=False)  # rounds after steps 2 and 4
+    assert pinn.sampler.rounds == 2
+    assert pinn.rounds.points.shape == (64, 2) and not torch.equal(pinn.rounds.points, first)
+    assert bool(prob.domain.contains(pinn.rounds.points).all())
+
+
+class CrashingProblem:
+    """A problem whose residual raises at its ``crash_at``-th call (a run killed mid-way)."""
+
+    def __init__(self, problem: PDEProblem, crash_at: int | None) -> None:
+        self._problem, self._calls, self._crash_at = problem, 0, crash_at
+
+    def __getattr__(self, name: str):
+        return getattr(self._problem, name)
+
+    def residual(self, x: torch.Tensor, u_fn):
+        self._calls += 1
+        if self._calls == self._crash_at:
+            raise RuntimeError("simulated crash")
+        return self._problem.residual(x, u_fn)
+
+
+@pytest.mark.parametrize("sampler", ["aas", "rad"])
+def test_a_crashed_run_resumes_to_the_same_losses_sampler_included(
+    tmp_path: Path, sampler: str
+) -> None:
+    options = {"steps": 5, "n_candidates": 256} if sampler == "aas" else {"n_candidates": 256}
+
+    def make(out: Path, crash_at: int | None = None) -> PINN:
+        prob = CrashingProblem(ns.datasets.pde.make("peak2d"), crash_at)
+        return PINN(
+            prob,
+            net=MLP(width=8, depth=2),
+            sampler=sampler,
+            sampler_options=options,
+            n_points=32,
+            resample_every=3,
+            seed=1,
+        )
+
+    def fit(pinn: PINN, out: Path, resume: bool = False):
+        return pinn.fit(12, lr=1e-2, out_dir=out, checkpoint_every=2, progress=False, resume=resume)
+
+    full = make(tmp_path / "a")
+    losses = fit(full, tmp_path / "a").losses
+    crashed = make(tmp_path / "b", crash_at=11)
+    with pytest.raises(RuntimeError, match="simulated crash"):
+        fit(crashed, tmp_path / "b")
+    resumed = make(tmp_path / "b")
+    assert fit(resumed, tmp_path / "b", resume=True).losses == losses
+    torch.testing.assert_close(resumed.rounds.points, full.rounds.points, rtol=0, atol=0)
+
+
+def test_plot_and_error_on_a_2d_problem(tmp_path: Path) -> None:
+    pinn = PINN(ns.datasets.pde.make("peak2d"), net=MLP(width=8, depth=1), n_points=32)
+    path = pinn.plot(tmp_path / "peak.png", grid=21)
+    assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert pinn.error(grid=21) > 0
+    with pytest.raises(ValueError, match="1-D and 2-D"):
+        PINN(ns.datasets.pde.make("exp-nd", d=3), n_points=8).plot(tmp_path / "x.png")
+
+
+def test_bad_input_is_refused_before_any_training() -> None:
+    prob = ns.datasets.pde.make("peak2d")
+    with pytest.raises(ValueError, match="unknown sampler|sampler must be"):
+        PINN(prob, sampler="halton")
+    with pytest.raises(ValueError, match="n_points"):
+        PINN(prob, n_points=0)
+    with pytest.raises(TypeError, match="PDEProblem"):
+        PINN("peak2d")
+
+    class TwoOutputs(torch.nn.Module):
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return torch.zeros(x.shape[0], 2, dtype=x.dtype)
+
+    with pytest.raises(ValueError, match="'peak2d'.*shape"):
+        PINN(prob, net=TwoOutputs(), n_points=16)
+
+    class NotFinite(torch.nn.Module):
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return x.sum(dim=1) * float("nan")
+
+    with pytest.raises(ns.NonFiniteError, match="'peak2d'"):
+        PINN(prob, net=NotFinite(), n_points=16)
+    with pytest.raises(ValueError, match="time-dependent"):
+        PINN(ns.datasets.pde.make("burgers"), hard_dirichlet=True, n_points=16)
+    with pytest.raises(ValueError, match="no exact solution"):
+        PINN(ns.datasets.pde.make("burgers"), n_points=16).error(grid=5)
