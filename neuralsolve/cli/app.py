@@ -56,7 +56,7 @@ def _add_runtime_args(p: argparse.ArgumentParser) -> None:
 def build_parser() -> argparse.ArgumentParser:
     from neuralsolve._version import __version__
 
-    from . import dcdm, operators
+    from . import dcdm, operators, pinn
 
     parser = argparse.ArgumentParser(
         prog="neuralsolve",
@@ -157,16 +157,18 @@ def build_parser() -> argparse.ArgumentParser:
 
     m = sub.add_parser("methods", help="list the solver methods")
     m.set_defaults(func=_cmd_methods)
-    p = sub.add_parser("problems", help="list the gallery problems")
+    p = sub.add_parser("problems", help="list the gallery problems (--pde: the PINN problems)")
+    p.add_argument("--pde", action="store_true", help="list the PDE problems of `train pinn`")
     p.set_defaults(func=_cmd_problems)
     i = sub.add_parser("info", help="versions, threads and devices")
     i.set_defaults(func=_cmd_info)
     operators.add_data_parser(sub)
-    t = sub.add_parser("train", help="train a model (neural operators, DCDM networks)")
+    t = sub.add_parser("train", help="train a model (neural operators, DCDM networks, PINNs)")
     tsub = t.add_subparsers(dest="train_command", metavar="WHAT")
     t.set_defaults(func=lambda args: usage(t))
     dcdm.add_dcdm_parser(tsub)
     operators.add_train_operator_parser(tsub)
+    pinn.add_pinn_parser(tsub)
     operators.add_eval_parser(sub)
     return parser
 
@@ -356,9 +358,9 @@ def _cmd_methods(args: argparse.Namespace) -> int:
 
 
 def _cmd_problems(args: argparse.Namespace) -> int:
-    from neuralsolve.datasets import available_problems
+    from neuralsolve.datasets import available_problems, pde
 
-    problems = available_problems()
+    problems = pde.available() if args.pde else available_problems()
     width = max(map(len, problems))
     for name, doc in problems.items():
         print(f"{name.ljust(width)}  {doc}")

@@ -1,0 +1,67 @@
+"""``neuralsolve train pinn``: a run writes its record, a killed run resumes to the same losses
+(the AAS flow included), and bad names are refused with exit code 2."""
+
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from neuralsolve.cli import main
+
+SMALL = [
+    "train", "pinn", "--problem", "peak2d", "--sampler", "aas", "--n-points", "64",
+    "--resample-every", "4", "--width", "8", "--depth", "2", "--log-every", "1",
+    "--checkpoint-every", "2", "--grid", "21", "--no-progress", "--threads", "1",
+    "--sampler-option", "steps=3", "--sampler-option", "n_candidates=256",
+]  # fmt: skip
+
+
+def _losses(run: Path) -> list[float]:
+    return [json.loads(line)["loss"] for line in (run / "metrics.jsonl").read_text().splitlines()]
+
+
+def test_a_run_writes_checkpoint_metrics_summary_and_plot(tmp_path: Path) -> None:
+    out = tmp_path / "run"
+    assert main([*SMALL, "--steps", "6", "--out", str(out)]) == 0
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["problem"] == "peak2d" and summary["sampler"] == "aas"
+    assert summary["steps"] == 6 and summary["rel_l2"] > 0
+    assert len(_losses(out)) == 6
+    assert (out / "last.pt").exists() and (out / "pinn.png").exists()
+
+
+@pytest.mark.slow
+def test_a_killed_run_resumes_to_the_uninterrupted_losses(tmp_path: Path) -> None:
+    ref, killed = tmp_path / "ref", tmp_path / "killed"
+    command = [sys.executable, "-m", "neuralsolve.cli", *SMALL, "--steps", "60"]
+    subprocess.run([*command, "--out", str(ref)], check=True, timeout=300, capture_output=True)
+    proc = subprocess.Popen([*command, "--out", str(killed)], stderr=subprocess.DEVNULL)
+    metrics, deadline = killed / "metrics.jsonl", time.time() + 120
+    while time.time() < deadline:  # kill it after a checkpoint and before the end
+        if (
+            (killed / "last.pt").exists()
+            and metrics.exists()
+            and len(metrics.read_text().splitlines()) >= 10
+        ):
+            break
+        time.sleep(0.01)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert 10 <= len(metrics.read_text().splitlines()) < 60
+    subprocess.run(
+        [*command, "--out", str(killed), "--resume"], check=True, timeout=300, capture_output=True
+    )
+    assert _losses(killed) == _losses(ref)  # bit-identical, rounds and flow included
+
+
+def test_unknown_problem_and_sampler_exit_2(tmp_path: Path, capsys) -> None:
+    assert main(["train", "pinn", "--problem", "peak3d", "--out", str(tmp_path)]) == 2
+    assert "unknown" in capsys.readouterr().err
+    assert main(["train", "pinn", "--problem", "peak2d", "--sampler", "halton"]) == 2
+    assert "halton" in capsys.readouterr().err
