@@ -13,6 +13,8 @@ from dataclasses import dataclass
 
 import torch
 
+from .checks import check_positive_int
+
 __all__ = ["Box"]
 
 
@@ -130,8 +132,7 @@ class Box:
         device: torch.device | str = "cpu",
     ) -> torch.Tensor:
         """``n`` points drawn uniformly in the box, ``(n, d)``."""
-        if isinstance(n, bool) or not isinstance(n, int) or n < 1:
-            raise ValueError(f"n must be a positive integer, got {n!r}")
+        check_positive_int("n", n)
         U = torch.rand(n, self.dim, generator=generator, dtype=dtype, device="cpu")
         return self.from_unit(U.to(device))
 
@@ -148,8 +149,7 @@ class Box:
         A face is chosen with probability proportional to its area (its ``d - 1``-volume; in
         1-D the two end points are equally likely), then a uniform point on it.
         """
-        if isinstance(n, bool) or not isinstance(n, int) or n < 1:
-            raise ValueError(f"n must be a positive integer, got {n!r}")
+        check_positive_int("n", n)
         d = self.dim
         widths = [b - a for a, b in zip(self.lower, self.upper, strict=True)]
         areas = torch.tensor(

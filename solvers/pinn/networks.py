@@ -95,13 +95,17 @@ class MLP:
         dtype: torch.dtype = torch.float32,
         device: torch.device | str = "cpu",
     ) -> torch.nn.Module:
-        """The module for ``in_dim``-D points and ``out_dim`` outputs."""
+        """The module for ``in_dim``-D points and ``out_dim`` outputs (weights drawn from
+        ``seed``, leaving torch's global generator as it was)."""
         check_positive_int("in_dim", in_dim)
         check_positive_int("out_dim", out_dim)
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(self.seed)
-            net = _mlp(in_dim, out_dim, self.width, self.depth, self.activation)
+            net = self._layers(in_dim, out_dim)
         return net.to(dtype=dtype, device=device)
+
+    def _layers(self, in_dim: int, out_dim: int) -> torch.nn.Sequential:
+        return _mlp(in_dim, out_dim, self.width, self.depth, self.activation)
 
 
 class FourierFeatures(torch.nn.Module):
@@ -138,19 +142,7 @@ class FourierMLP(MLP):
         check_positive_int("features", self.features)
         check_positive_float("sigma", self.sigma)
 
-    def build(
-        self,
-        in_dim: int,
-        out_dim: int = 1,
-        *,
-        dtype: torch.dtype = torch.float32,
-        device: torch.device | str = "cpu",
-    ) -> torch.nn.Module:
-        check_positive_int("in_dim", in_dim)
-        check_positive_int("out_dim", out_dim)
-        with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(self.seed)
-            B = torch.randn(self.features, in_dim, dtype=torch.float64) * self.sigma
-            body = _mlp(2 * self.features, out_dim, self.width, self.depth, self.activation)
-        net = torch.nn.Sequential(FourierFeatures(B), *body)
-        return net.to(dtype=dtype, device=device)
+    def _layers(self, in_dim: int, out_dim: int) -> torch.nn.Sequential:
+        B = torch.randn(self.features, in_dim, dtype=torch.float64) * self.sigma
+        body = _mlp(2 * self.features, out_dim, self.width, self.depth, self.activation)
+        return torch.nn.Sequential(FourierFeatures(B), *body)
