@@ -262,27 +262,41 @@ def hessian_spectrum(pinn: PINN, args: argparse.Namespace, seed: int) -> dict[st
         "trace_per_parameter": float(sd.moment(1)),
         "grid": sd.grid.tolist(),
         "density": sd.density.tolist(),
+        "nodes": sd.nodes.tolist(),  # (probes, steps) Ritz values
+        "weights": sd.weights.tolist(),  # (probes, steps) their quadrature weights
         "mass": float(torch.trapezoid(sd.density, sd.grid)),
     }
 
 
 def plot_spectra(path: Path, spectra: list[dict[str, Any]], title: str) -> None:
+    """Left: the smoothed SLQ densities (linear eigenvalue axis, so the kernel width of 1% of
+    each span hides the bulk near 0 when the top eigenvalue is large). Right: the quadrature
+    nodes and weights themselves on a symmetric-log eigenvalue axis, which shows both ends."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, ax = plt.subplots(figsize=(6.0, 3.8))
+    fig, (ax, ax2) = plt.subplots(1, 2, figsize=(10.0, 3.8))
     peak = max(max(s["density"]) for s in spectra)
     for s in spectra:
         density = torch.tensor(s["density"]).clamp_min(1e-7 * peak)  # a floor for the log axis
-        ax.plot(s["grid"], density, label=f"{s['sampler']} (max {s['largest']:.3g})")
+        (line,) = ax.plot(s["grid"], density, label=f"{s['sampler']} (max {s['largest']:.3g})")
+        nodes = torch.tensor(s["nodes"]).reshape(-1)
+        weights = torch.tensor(s["weights"]).reshape(-1) / len(s["nodes"])
+        keep = weights > 1e-12
+        ax2.scatter(nodes[keep], weights[keep], s=10, color=line.get_color(), label=s["sampler"])
     ax.set_yscale("log")
     ax.set_ylim(bottom=1e-7 * peak)
     ax.set_xlabel("Hessian eigenvalue")
-    ax.set_ylabel("density (SLQ)")
-    ax.set_title(title, fontsize=9)
+    ax.set_ylabel("density (SLQ, smoothed)")
     ax.legend()
+    ax2.set_xscale("symlog", linthresh=1.0)
+    ax2.set_yscale("log")
+    ax2.set_xlabel("Ritz value (symlog)")
+    ax2.set_ylabel("quadrature weight / probes")
+    ax2.legend()
+    fig.suptitle(title, fontsize=9)
     fig.tight_layout()
     with atomic_path(path) as tmp:
         fig.savefig(tmp, format="png", dpi=110)
