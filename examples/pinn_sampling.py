@@ -340,7 +340,7 @@ def run_deepxde(dde, problem_name: str, sampler: str, seed: int, args: argparse.
     bc = dde.icbc.DirichletBC(geom, exact, lambda _x, on_boundary: on_boundary)
     data = dde.data.PDE(
         geom, pde, bc, num_domain=args.n_points, num_boundary=max(100, args.n_points // 4),
-        train_distribution="uniform",
+        train_distribution="pseudo",  # random uniform, as ours ("uniform" is a grid there)
     )  # fmt: skip
     net = dde.nn.FNN([dim] + [args.width] * args.depth + [1], "tanh", "Glorot normal")
     model = dde.Model(data, net)
