@@ -112,3 +112,38 @@ def test_navier_stokes_benchmark_takes_the_horizon(tmp_path: Path) -> None:
     assert report["meta"]["generator_options"] == {"t_final": 0.5}
     with h5py.File(tmp_path / "navier_stokes16_50_t_final0.5.h5", "r") as f:
         assert json.loads(f.attrs["parameters"])["t_final"] == 0.5
+
+
+def test_pinn_sampling_refuses_an_unknown_sampler() -> None:
+    script = next(p for p in EXAMPLES if p.stem == "pinn_sampling")
+    result = subprocess.run(
+        [sys.executable, str(script), "--samplers", "uniform,rads"],
+        capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert result.returncode == 2
+    assert "argument --samplers: unknown sampler(s) ['rads']; available: uniform," in result.stderr
+
+
+def test_pinn_sampling_runs_without_deepxde(tmp_path: Path) -> None:
+    """`--deepxde` without the package (a stand-in module that fails to import) says so and
+    runs our samplers; the report, figure and table are written."""
+    import json
+
+    (tmp_path / "deepxde.py").write_text("raise ImportError('not installed')\n")
+    script = next(p for p in EXAMPLES if p.stem == "pinn_sampling")
+    env = {**os.environ, "NEURALSOLVE_QUICK": "1", "PYTHONPATH": str(tmp_path)}
+    result = subprocess.run(
+        [sys.executable, str(script), "--deepxde", "--samplers", "uniform,aas", "--out",
+         str(tmp_path / "out")],
+        capture_output=True, text=True, env=env, timeout=300,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "deepxde is not installed (pip install deepxde, the bench extra)" in result.stdout
+    report = json.loads((tmp_path / "out" / "pinn_sampling.json").read_text())
+    assert [(r["problem"], r["sampler"]) for r in report["results"]] == [
+        ("peak2d", "uniform"),
+        ("peak2d", "aas"),
+    ]
+    assert [s["sampler"] for s in report["spectra"]] == ["uniform", "aas"]
+    for name in ("pinn_sampling.png", "pinn_sampling_spectrum.png", "pinn_sampling.md"):
+        assert (tmp_path / "out" / name).stat().st_size > 0
