@@ -380,9 +380,10 @@ class PINN:
         x = self.test_points(grid)
         u = torch.cat([self.predict(c) for c in torch.split(x, 65536)]).double().cpu().numpy()
         has_exact = getattr(self.problem, "exact", None) is not None
-        err = None
+        exact = err = None
         if has_exact:
-            err = np.abs(u - self.problem.solution(x).cpu().numpy())
+            exact = self.problem.solution(x).cpu().numpy()
+            err = np.abs(u - exact)
         pts = self.rounds.points.detach().double().cpu().numpy()
         panels = 3 if has_exact else 2
         fig, axes = plt.subplots(1, panels, figsize=(4.2 * panels, 3.6))
@@ -390,7 +391,7 @@ class PINN:
             xs = x[:, 0].numpy()
             axes[0].plot(xs, u, label="PINN")
             if has_exact:
-                axes[0].plot(xs, self.problem.solution(x).numpy(), "--", label="exact")
+                axes[0].plot(xs, exact, "--", label="exact")
                 axes[1].semilogy(xs, np.maximum(err, 1e-300))
                 axes[1].set_title("|error|")
             axes[0].legend()
