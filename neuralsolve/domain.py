@@ -8,7 +8,7 @@ it, and maps to and from the unit cube, which is where samplers and flows do the
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import torch
@@ -160,6 +160,63 @@ class Box:
         U = torch.rand(n, d, generator=generator, dtype=torch.float64)
         U[torch.arange(n), axis] = side.to(torch.float64)
         return self.from_unit(U).to(dtype=dtype, device=device)
+
+    def boundary_lift(
+        self, g: Callable[[torch.Tensor], torch.Tensor], X: torch.Tensor
+    ) -> torch.Tensor:
+        r"""Extend boundary data ``g`` into the box using only its values on the faces.
+
+        With ``s_f(x)`` the scaled distance from ``x`` to face ``f`` (``(x_i - a_i) / (b_i -
+        a_i)`` or ``(b_i - x_i) / (b_i - a_i)``) and ``π_f(x)`` the projection of ``x`` onto
+        that face, the lift is the inverse-distance blend
+
+        .. math::
+
+            G(x) = \frac{\sum_f w_f(x)\, g(π_f(x))}{\sum_f w_f(x)},
+            \qquad w_f(x) = \prod_{f' \ne f} s_{f'}(x)^2,
+
+        a smooth (rational) function inside the box with ``G = g`` on every face: where
+        ``s_f = 0`` every weight but ``w_f`` vanishes. ``g`` is called only at points on the
+        boundary, so the lift carries none of a problem's interior solution. On an edge or
+        corner (two or more ``s_f = 0``, all weights zero) ``G(x) = g(x)``, which is on the
+        boundary too.
+
+        Parameters
+        ----------
+        g : callable
+            ``(m, d) -> (m,)``, the boundary data.
+        X : torch.Tensor
+            ``(n, d)`` points of the box (differentiable: the lift is built from torch ops).
+
+        Returns
+        -------
+        torch.Tensor
+            ``(n,)``.
+        """
+        lo, hi = self.bounds(X.dtype, X.device)
+        width = hi - lo
+        scaled, values = [], []
+        for i in range(self.dim):
+            for face, s in (
+                (lo[i], (X[:, i] - lo[i]) / width[i]),
+                (hi[i], (hi[i] - X[:, i]) / width[i]),
+            ):
+                P = X.clone()
+                P[:, i] = face
+                scaled.append(s.square())
+                values.append(g(P).reshape(-1))
+        S = torch.stack(scaled, dim=1)  # (n, F)
+        ones = torch.ones_like(S[:, :1])
+        before = torch.cumprod(torch.cat([ones, S[:, :-1]], dim=1), dim=1)
+        after = torch.cumprod(torch.cat([ones, S.flip(1)[:, :-1]], dim=1), dim=1).flip(1)
+        W = before * after  # w_f = prod over the other faces
+        total = W.sum(dim=1)
+        on_edge = total == 0
+        blend = (W * torch.stack(values, dim=1)).sum(dim=1) / torch.where(on_edge, 1.0, total)
+        if bool(on_edge.any()):
+            blend = blend.clone()
+            blend[on_edge] = g(X[on_edge]).reshape(-1).to(blend.dtype)
+        return blend
 
     @classmethod
     def from_bounds(cls, bounds: Sequence[tuple[float, float]]) -> Box:

@@ -47,3 +47,36 @@ def test_bad_boxes_and_points_are_refused_with_the_fix() -> None:
         box.check_points(torch.tensor([[float("nan"), 0.0]], dtype=torch.float64))
     with pytest.raises(TypeError, match="floating torch.Tensor"):
         box.check_points([[0.0, 0.0]])
+
+
+def test_boundary_lift_matches_the_data_on_every_face_and_calls_it_only_there() -> None:
+    box = Box((-1.0, 0.0, 2.0), (1.0, 3.0, 2.5))
+    seen: list[torch.Tensor] = []
+
+    def g(x: torch.Tensor) -> torch.Tensor:
+        seen.append(x.detach().clone())
+        return torch.sin(x[:, 0]) + x[:, 1] * x[:, 2]
+
+    xb = box.boundary_uniform(300, generator=torch.Generator().manual_seed(0))
+    corners = torch.tensor([[-1.0, 0.0, 2.0], [1.0, 3.0, 2.5], [1.0, 0.0, 2.2]])
+    edge_and_face = torch.cat([xb, corners])
+    torch.testing.assert_close(box.boundary_lift(g, edge_and_face), g(edge_and_face))
+    seen.clear()
+    inside = box.uniform(500, generator=torch.Generator().manual_seed(1))
+    lifted = box.boundary_lift(g, inside)
+    assert lifted.shape == (500,) and bool(torch.isfinite(lifted).all())
+    assert all(bool(on_surface(box, p).all()) for p in seen)
+
+
+def on_surface(box: Box, x: torch.Tensor) -> torch.Tensor:
+    lo, hi = box.bounds(x.dtype)
+    return ((x == lo) | (x == hi)).any(dim=1)
+
+
+def test_boundary_lift_of_a_peak_inside_does_not_see_the_peak() -> None:
+    box = Box.cube(2, -1.0, 1.0)
+
+    def peak(x: torch.Tensor) -> torch.Tensor:
+        return torch.exp(-1000 * (x - 0.5).square().sum(dim=1))
+
+    assert float(box.boundary_lift(peak, torch.tensor([[0.5, 0.5]])).abs()) < 1e-100

@@ -16,8 +16,9 @@ boundary (fixed for the run) and, for a time-dependent problem, ``N_0`` points `
 initial face. With ``hard_dirichlet=True`` (steady problems) the network is
 ``u(x) = g(x) + l(x) N(x)`` with ``l(x) = prod_i 4 (x_i - a_i)(b_i - x_i) / (b_i - a_i)^2``, which
 vanishes on the box's faces, so the boundary term is exactly zero (Lagaris, Likas & Fotiadis,
-IEEE TNN 9 (1998)); ``g`` must then be defined inside the box too (true of the built-ins, whose
-boundary data is their exact solution).
+IEEE TNN 9 (1998)). Here ``g`` is the blend of the boundary data from the faces
+(:meth:`~neuralsolve.domain.Box.boundary_lift`): the data is evaluated on the boundary only, so
+a problem whose boundary data is its exact solution does not hand that solution to the network.
 
 Training runs through :class:`~neuralsolve.optim.Trainer` (any ``neuralsolve.optim`` optimizer,
 checkpoints, exact resume); the rounds are a :class:`~neuralsolve.optim.TrainerHook` that asks
@@ -59,6 +60,7 @@ class HardDirichlet(torch.nn.Module):
     def __init__(self, net: torch.nn.Module, domain: Box, boundary: Any) -> None:
         super().__init__()
         self.net = net
+        self.domain = domain
         self.boundary = boundary
         lower, upper = domain.bounds()
         self.register_buffer("lower", lower)
@@ -67,8 +69,11 @@ class HardDirichlet(torch.nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         lo, hi = self.lower.to(x.dtype), self.upper.to(x.dtype)
         bump = (4 * (x - lo) * (hi - x) / (hi - lo) ** 2).prod(dim=1)
-        g = self.boundary(x)
-        return g.reshape(-1) + bump * self.net(x).reshape(-1)
+        return self.lift(x) + bump * self.net(x).reshape(-1)
+
+    def lift(self, x: torch.Tensor) -> torch.Tensor:
+        """``g(x)``: the boundary data blended in from the faces (:meth:`Box.boundary_lift`)."""
+        return self.domain.boundary_lift(self.boundary, x)
 
 
 class _Values(torch.nn.Module):
