@@ -223,7 +223,7 @@ def test_aas_concentrates_at_the_residual_peak_after_a_few_rounds() -> None:
     residual = peaked(center, width=0.2)
     # r^2 here is a Gaussian of std 0.14 about the peak: the density AAS is after (β -> 0) has
     # mean distance 0.14 sqrt(π/2) = 0.18 to it; 3 rounds of 30 steps get to about 0.2.
-    sampler = make_sampler("aas", box, 400, n_candidates=1000, steps=30, lr=1e-2)
+    sampler = make_sampler("aas", box, 400, n_candidates=1000, steps=30, lr=1e-2, uniform_share=0.0)
     g = gen(0)
     X = sampler.initial(generator=g)
     uniform = _mean_distance(X, center)  # round 0 is a uniform sample, about 1.0
@@ -234,6 +234,22 @@ def test_aas_concentrates_at_the_residual_peak_after_a_few_rounds() -> None:
     # and the density is higher at the peak than in the far corner
     logp = sampler.log_prob(torch.tensor([[0.5, 0.5], [-0.9, -0.9]], dtype=torch.float64))
     assert float(logp[0] - logp[1]) > 1.0
+
+
+def test_aas_keeps_a_uniform_share_of_each_round() -> None:
+    box = Box.cube(2, -1.0, 1.0)
+    center = torch.tensor([0.5, 0.5], dtype=torch.float64)
+    sampler = make_sampler(
+        "aas", box, 400, n_candidates=1000, steps=30, lr=1e-2, uniform_share=0.25
+    )
+    g = gen(0)
+    X = sampler.initial(generator=g)
+    for _ in range(3):
+        X = sampler.update(X, peaked(center, width=0.2), generator=g)
+    assert X.shape == (400, 2) and bool(box.contains(X).all())
+    flow_part, uniform_part = X[:300], X[300:]
+    assert _mean_distance(flow_part, center) < 0.6
+    assert _mean_distance(uniform_part, center) > 0.9  # about 1.0 for a uniform sample
 
 
 def test_aas_penalty_is_the_squared_density_gradient() -> None:

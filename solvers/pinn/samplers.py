@@ -500,7 +500,8 @@ class AASSampler(Sampler):
     2. evaluates ``r_j = residual_fn(x_j)`` once (the residual does not depend on α), and
        ``ρ_j = r_j² / Σ_k w_k r_k²``;
     3. takes ``steps`` Adam steps (``lr``) on ``aas_flow_loss`` over these fixed points;
-    4. returns ``n_points`` fresh samples of the flow.
+    4. returns the round's ``n_points``: a fraction ``uniform_share`` drawn uniformly on the box
+       and the rest fresh samples of the flow.
 
     Choices that are ours (the paper's code is not public): the importance-sampled estimator
     over a fixed proposal (rather than REINFORCE: it needs the residual only once per round),
@@ -510,6 +511,9 @@ class AASSampler(Sampler):
     defaults ``steps=100, lr=1e-3, beta=1e-3, mix=0.5, n_candidates=10 * n_points``, and the
     flow's defaults (6 couplings of width 24 as in DAS's code). Replacing all points each
     round (rather than DAS's adding) follows the AAS abstract's "samples drawn from p_α".
+    The uniform share of each round (default one half, the same floor as RAD's ``c = 1``)
+    is ours too: with the flow's samples alone the points leave the regions of small
+    residual, and on peak2d the error there then dominates (docs/benchmarks/pinn.md).
 
     Parameters
     ----------
@@ -523,6 +527,9 @@ class AASSampler(Sampler):
         The H1 penalty's weight ``β >= 0``.
     mix : float
         Fraction of the proposal drawn from the current flow, in ``[0, 1)``.
+    uniform_share : float
+        Fraction of each round's points drawn uniformly on the box rather than from the flow,
+        in ``[0, 1]`` (0: flow samples only).
     n_candidates : int, optional
         Proposal points per round (default ``10 * n_points``, at least 1000).
     seed : int
@@ -543,6 +550,7 @@ class AASSampler(Sampler):
         lr: float = 1e-3,
         beta: float = 1e-3,
         mix: float = 0.5,
+        uniform_share: float = 0.5,
         n_candidates: int | None = None,
         seed: int = 0,
         flow_options: dict[str, Any] | None = None,
@@ -553,6 +561,7 @@ class AASSampler(Sampler):
         self.lr = check_positive_float("lr", lr)
         self.beta = check_nonnegative_float("beta", beta)
         self.mix = check_real("mix", mix, low=0.0, high=1.0, high_open=True)
+        self.uniform_share = check_real("uniform_share", uniform_share, low=0.0, high=1.0)
         if n_candidates is None:
             n_candidates = max(10 * self.n_points, 1000)
         self.n_candidates = check_positive_int("n_candidates", n_candidates)
@@ -595,7 +604,14 @@ class AASSampler(Sampler):
             loss.backward()
             self.optimizer.step()
         self.last_loss = float(loss.detach())
-        return self.flow.sample(self.n_points, generator=generator)
+        return self._draw_round(generator)
+
+    def _draw_round(self, generator: torch.Generator | None) -> torch.Tensor:
+        n_uniform = round(self.uniform_share * self.n_points)
+        parts = [self.flow.sample(self.n_points - n_uniform, generator=generator)]
+        if n_uniform:
+            parts.append(self._uniform(n_uniform, generator).to(parts[0]))
+        return torch.cat(parts)
 
     def log_prob(self, X: torch.Tensor) -> torch.Tensor:
         """The current sampling density's ``log p(x)`` on the box, ``(n,)``."""
