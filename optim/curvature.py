@@ -14,7 +14,8 @@ Estimators, exact in expectation, with standard errors:
 
 * :func:`hutchinson_trace` / :func:`hutchinson_diagonal`: ``E[z^T A z] = tr A`` and
   ``E[z * A z] = diag A`` for Rademacher probes ``z`` in {-1, +1} (Hutchinson 1990);
-* :func:`top_eigenvalues`: Lanczos with full reorthogonalisation;
+* :func:`top_eigenvalues`: block Lanczos with full reorthogonalisation (repeated eigenvalues
+  found with their multiplicity);
 * :func:`spectral_density`: stochastic Lanczos quadrature (Lin, Saad & Yang 2016; Ghorbani et
   al. 2019): Gauss quadrature nodes ``theta_i`` and weights ``w_i`` from each probe's Lanczos
   run, ``sum_i w_i theta_i^k = z^T A^k z / z^T z`` exactly for ``k <= 2m - 1``, smoothed with a
@@ -31,6 +32,7 @@ import numpy as np
 import torch
 
 from neuralsolve.checks import check_choice, check_int, check_positive_int
+from neuralsolve.errors import NonFiniteError
 from neuralsolve.lanczos import lanczos
 from neuralsolve.linop import CallableOperator, LinearOperator, as_operator
 
@@ -264,27 +266,94 @@ def top_eigenvalues(
     *,
     which: str = "largest",
     num_steps: int | None = None,
+    block_size: int | None = None,
     generator: torch.Generator | None = None,
 ) -> torch.Tensor:
     """The ``k`` largest (or ``"smallest"``, or largest-``"magnitude"``) eigenvalues of a
-    symmetric operator, from one fully reorthogonalised Lanczos run of ``num_steps`` steps
-    (default ``min(d, max(3k, 40))``; more steps, more accuracy)."""
+    symmetric operator, repeated eigenvalues as often as they occur.
+
+    Block Lanczos with full reorthogonalisation: a block of ``block_size`` Rademacher vectors
+    (default ``k``) and its Krylov blocks ``Z, AZ, A^2 Z, ...`` are orthonormalised against each
+    other until ``num_steps`` vectors (default ``min(d, max(6k, 40))``; more, more accurate),
+    and the Rayleigh-Ritz values of ``A`` on that space are returned. One start vector spans
+    only one direction of each eigenspace (in exact arithmetic its Krylov space holds one copy
+    of a repeated eigenvalue), a block of ``b`` vectors spans ``b``: an eigenvalue of
+    multiplicity up to ``block_size`` is found with all its copies (PyHessian deflates a power
+    iteration for the same reason).
+
+    Parameters
+    ----------
+    A : LinearOperator or matrix
+        Symmetric, ``(d, d)``.
+    k : int
+        How many eigenvalues, ``1 <= k <= d``.
+    which : {"largest", "smallest", "magnitude"}
+    num_steps : int, optional
+        Matrix-vector products (Krylov vectors) in all, ``k..d``.
+    block_size : int, optional
+        Start vectors, ``1..num_steps``: the highest multiplicity found in full.
+    generator : torch.Generator, optional
+        For the start block.
+
+    Returns
+    -------
+    torch.Tensor
+        ``(k,)``: descending for ``"largest"`` and ``"magnitude"`` (by absolute value),
+        ascending for ``"smallest"``.
+    """
     op = as_operator(A)
     d = op.shape[0]
+    if op.shape[0] != op.shape[1]:
+        raise ValueError(f"the operator must be square, got {op.shape}")
     check_int("k", k, minimum=1, maximum=d)
     check_choice("which", which, ("largest", "smallest", "magnitude"))
-    m = num_steps if num_steps is not None else min(d, max(3 * k, 40))
-    res = lanczos(op, m, reorthogonalize="full", store_vectors=False, generator=generator)
-    theta = res.ritz()[0]
-    if res.steps < k:
-        raise ValueError(
-            f"Lanczos found an invariant subspace of dimension {res.steps} < k = {k}; use another generator"
-        )
+    m = num_steps if num_steps is not None else min(d, max(6 * k, 40))
+    check_int("num_steps", m, minimum=k, maximum=d)
+    b = block_size if block_size is not None else k
+    check_int("block_size", b, minimum=1, maximum=m)
+    theta = _block_krylov_ritz_values(op, m, b, generator)
     if which == "largest":
         return theta.flip(0)[:k]
     if which == "smallest":
         return theta[:k]
     return theta[theta.abs().argsort(descending=True)][:k]
+
+
+def _block_krylov_ritz_values(
+    op: LinearOperator, m: int, b: int, generator: torch.Generator | None
+) -> torch.Tensor:
+    """Ascending Ritz values of ``op`` on the block Krylov space of a random ``(d, b)`` block,
+    built to at most ``m`` orthonormal vectors (fewer when it becomes invariant: its Ritz values
+    are then exact eigenvalues, and at least ``b`` of them)."""
+    d = op.shape[0]
+    eps = torch.finfo(op.dtype).eps
+    Z = rademacher(d, b, dtype=op.dtype, device=op.device, generator=generator)
+    Q, _ = torch.linalg.qr(Z)  # (d, b); a Rademacher block has full rank with probability ~1
+    blocks: list[torch.Tensor] = [Q]
+    products: list[torch.Tensor] = []
+    scale = 0.0
+    while True:
+        AQ = op.matmat(blocks[-1])  # (d, b_j)
+        if not bool(torch.isfinite(AQ).all()):
+            raise NonFiniteError("the operator returned non-finite values: check it")
+        products.append(AQ)
+        scale = max(scale, float(torch.linalg.matrix_norm(AQ, ord=2)))
+        done = sum(q.shape[1] for q in blocks)
+        if done >= m:
+            break
+        basis = torch.cat(blocks, dim=1)  # (d, done)
+        W = AQ
+        for _ in range(2):  # full reorthogonalisation, twice (Parlett)
+            W = W - basis @ (basis.T @ W)
+        U, S, _ = torch.linalg.svd(W, full_matrices=False)
+        keep = int((S > 10 * eps * max(scale, 1e-300) * d**0.5).sum())
+        if keep == 0:  # invariant subspace: its Ritz values are exact eigenvalues
+            break
+        blocks.append(U[:, : min(keep, m - done)])
+    basis = torch.cat(blocks, dim=1)
+    T = basis.T @ torch.cat(products, dim=1)  # (n, n) Rayleigh quotient Q^T A Q
+    T = 0.5 * (T + T.T)
+    return torch.linalg.eigvalsh(T.to(torch.float64)).to(op.dtype)
 
 
 @dataclass(frozen=True)
