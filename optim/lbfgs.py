@@ -3,24 +3,32 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
 
+from ._common import Check, OptimizerContract, choice, count, nonnegative
+
 __all__ = ["LBFGS"]
 
+STALLED = "line search stalled"
 
-class LBFGS(torch.optim.LBFGS):
-    """``torch.optim.LBFGS`` (strong-Wolfe line search by default here) that records why each
-    ``step`` ended, in :attr:`stop_reason`:
+
+class LBFGS(OptimizerContract, torch.optim.LBFGS):
+    """``torch.optim.LBFGS`` (strong-Wolfe line search by default here) with its
+    hyperparameters validated, that records why each ``step`` ended, in :attr:`stop_reason`:
 
     * ``"gradient below tolerance_grad"`` and ``"step below tolerance_change"`` /
       ``"loss change below tolerance_change"``: converged (:attr:`converged` is ``True``);
+    * ``"line search stalled: ..."``: the last line search returned a zero step, so torch's
+      loop stopped on "no progress" while the gradient is still above ``tolerance_grad``
+      (:attr:`stalled` is ``True``, :attr:`converged` ``False``). A known failure mode of PINN
+      training; the Trainer does not stop a run for it (the next step may find a way on, a
+      resampled loss in particular);
     * ``"max_iter reached"`` / ``"max_eval reached"``: the step's budget ran out (normal when
       ``max_iter`` is small and the Trainer calls ``step`` repeatedly).
 
-    L-BFGS "stopping" with a large gradient is a known failure mode of PINN training (the line
-    search returns a zero step); the recorded reason and ``gradient_norm`` make it visible.
+    ``gradient_norm`` is ``max |g|`` at the last point the closure evaluated.
     """
 
     requires_closure = True
@@ -29,6 +37,15 @@ class LBFGS(torch.optim.LBFGS):
         "step below tolerance_change",
         "loss change below tolerance_change",
     )
+    hyperparameter_checks: ClassVar[dict[str, Check]] = {
+        "lr": nonnegative,
+        "max_iter": count,
+        "max_eval": count,
+        "tolerance_grad": nonnegative,
+        "tolerance_change": nonnegative,
+        "history_size": count,
+        "line_search_fn": choice(None, "strong_wolfe"),
+    }
 
     def __init__(
         self,
@@ -41,6 +58,9 @@ class LBFGS(torch.optim.LBFGS):
         history_size: int = 100,
         line_search_fn: str | None = "strong_wolfe",
     ) -> None:
+        # checked before torch's own lr check, so that every message has one form; max_iter
+        # first: torch derives max_eval from it
+        self.check_hyperparameters({"max_iter": max_iter, "lr": lr})
         super().__init__(
             params,
             lr=lr,
@@ -56,7 +76,14 @@ class LBFGS(torch.optim.LBFGS):
 
     @property
     def converged(self) -> bool:
+        """The last step ended on a convergence test (not on a stall or its budget)."""
         return self.stop_reason in self.CONVERGED
+
+    @property
+    def stalled(self) -> bool:
+        """The last step's line search returned a zero step with the gradient above
+        ``tolerance_grad``."""
+        return self.stop_reason is not None and self.stop_reason.startswith(STALLED)
 
     def step(self, closure: Callable[[], Any]) -> Any:  # type: ignore[override]
         if closure is None:
@@ -78,6 +105,13 @@ class LBFGS(torch.optim.LBFGS):
             self.stop_reason = "max_iter reached"
         elif evals >= group["max_eval"]:
             self.stop_reason = "max_eval reached"
+        elif t is not None and float(t) == 0.0:
+            self.stop_reason = (
+                f"{STALLED}: no step decreased the loss along the search direction, with the "
+                f"gradient (max |g| = {self.gradient_norm:.3g}) still above tolerance_grad "
+                f"({group['tolerance_grad']:.3g}); check the loss and its gradient (float64 "
+                "helps), or lower lr"
+            )
         elif (
             d is not None
             and t is not None

@@ -572,6 +572,9 @@ class Trainer:
                     break
         finally:
             bar.close()
+        if stop_reason == "steps done" and getattr(self.optimizer, "stalled", False):
+            # not converged, and not hidden either: L-BFGS's last line search went nowhere
+            stop_reason = f"steps done; the last step: {self.optimizer.stop_reason}"  # type: ignore[attr-defined]
         if self.eval_fn is not None:
             eval_metrics = self._evaluate()
         path = None
