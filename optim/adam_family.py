@@ -5,11 +5,11 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Iterable
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
 
-from ._common import check_betas, check_number, run_closure
+from ._common import Check, OptimizerContract, beta_pair, nonnegative, positive, run_closure
 
 __all__ = ["AdamP", "DiffGrad"]
 
@@ -25,7 +25,7 @@ def _adam_state(state: dict[str, Any], p: torch.Tensor) -> None:
         state["exp_avg_sq"] = torch.zeros_like(p, dtype=p.real.dtype if p.is_complex() else p.dtype)
 
 
-class AdamP(torch.optim.Optimizer):
+class AdamP(OptimizerContract, torch.optim.Optimizer):
     """AdamP (Heo et al., ICLR 2021): Adam that removes the radial part of the update of
     scale-invariant weights, so that their norm does not grow and slow their effective learning.
 
@@ -48,6 +48,15 @@ class AdamP(torch.optim.Optimizer):
     nesterov : bool
     """
 
+    hyperparameter_checks: ClassVar[dict[str, Check]] = {
+        "lr": nonnegative,
+        "betas": beta_pair,
+        "eps": positive,
+        "weight_decay": nonnegative,
+        "delta": nonnegative,
+        "wd_ratio": nonnegative,
+    }
+
     def __init__(
         self,
         params: Iterable[Any],
@@ -59,17 +68,11 @@ class AdamP(torch.optim.Optimizer):
         wd_ratio: float = 0.1,
         nesterov: bool = False,
     ) -> None:
-        check_number("lr", lr, low=0.0)
-        check_betas(betas)
-        check_number("eps", eps, low=0.0, low_open=True)
-        check_number("weight_decay", weight_decay, low=0.0)
-        check_number("delta", delta, low=0.0)
-        check_number("wd_ratio", wd_ratio, low=0.0)
         super().__init__(
             params,
             dict(
                 lr=lr,
-                betas=tuple(betas),
+                betas=betas,
                 eps=eps,
                 weight_decay=weight_decay,
                 delta=delta,
@@ -102,9 +105,7 @@ class AdamP(torch.optim.Optimizer):
         loss = run_closure(closure)
         for group in self.param_groups:
             b1, b2 = group["betas"]
-            for p in group["params"]:
-                if p.grad is None:
-                    continue
+            for p in self._with_gradients(group):
                 g = p.grad
                 state = self.state[p]
                 _adam_state(state, p)
@@ -129,7 +130,7 @@ class AdamP(torch.optim.Optimizer):
         return loss
 
 
-class DiffGrad(torch.optim.Optimizer):
+class DiffGrad(OptimizerContract, torch.optim.Optimizer):
     """diffGrad (Dubey et al., IEEE TNNLS 2020): Adam whose step is damped where the gradient
     changes little::
 
@@ -139,6 +140,13 @@ class DiffGrad(torch.optim.Optimizer):
     with weight decay added to the gradient (L2, as in the reference).
     """
 
+    hyperparameter_checks: ClassVar[dict[str, Check]] = {
+        "lr": nonnegative,
+        "betas": beta_pair,
+        "eps": positive,
+        "weight_decay": nonnegative,
+    }
+
     def __init__(
         self,
         params: Iterable[Any],
@@ -147,22 +155,14 @@ class DiffGrad(torch.optim.Optimizer):
         eps: float = 1e-8,
         weight_decay: float = 0.0,
     ) -> None:
-        check_number("lr", lr, low=0.0)
-        check_betas(betas)
-        check_number("eps", eps, low=0.0, low_open=True)
-        check_number("weight_decay", weight_decay, low=0.0)
-        super().__init__(
-            params, dict(lr=lr, betas=tuple(betas), eps=eps, weight_decay=weight_decay)
-        )
+        super().__init__(params, dict(lr=lr, betas=betas, eps=eps, weight_decay=weight_decay))
 
     @torch.no_grad()
     def step(self, closure: Callable[[], Any] | None = None) -> Any:
         loss = run_closure(closure)
         for group in self.param_groups:
             b1, b2 = group["betas"]
-            for p in group["params"]:
-                if p.grad is None:
-                    continue
+            for p in self._with_gradients(group):
                 g = p.grad
                 if group["weight_decay"]:
                     g = g + group["weight_decay"] * p

@@ -5,34 +5,68 @@ Sophia. Both need the gradient's graph: call ``loss.backward(create_graph=True)`
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
 
-from ._common import ProbeGeneratorMixin, check_betas, check_count, check_number, run_closure
+from ._common import (
+    Check,
+    OptimizerContract,
+    ProbeGeneratorMixin,
+    beta_pair,
+    check_count,
+    check_number,
+    nonnegative,
+    positive,
+    run_closure,
+)
 
 __all__ = ["AdaHessian", "Sophia"]
+
+
+def _hessian_power(name: str, value: Any) -> None:
+    """``k`` in (0, 1]."""
+    check_number(name, value, low=0.0, high=1.0, low_open=True)
 
 
 def hessian_diagonal_sample(
     opt: ProbeGeneratorMixin, params: list[torch.Tensor]
 ) -> list[torch.Tensor]:
     """One Hutchinson sample ``z * (H z)`` per parameter, ``z`` Rademacher, from the gradients'
-    graph (one extra backward pass)."""
+    graph (one extra backward pass).
+
+    A gradient without a graph while others have one belongs to a parameter in which the loss
+    is linear (its gradient depends on no parameter): its row of ``H`` is zero, and so is its
+    sample. When no gradient has a graph, either ``backward`` was called without
+    ``create_graph=True`` or the loss is linear in every parameter; the error says both.
+    """
     grads = [p.grad for p in params]
-    if any(g is None or g.grad_fn is None for g in grads):
+    with_graph = [g is not None and g.grad_fn is not None for g in grads]
+    if not any(with_graph):
         raise RuntimeError(
-            f"{type(opt).__name__} needs the gradient's graph for its Hessian-vector product: call "
-            "loss.backward(create_graph=True) before step() (neuralsolve.optim.Trainer does this)"
+            f"{type(opt).__name__} needs the gradient's graph for its Hessian-vector product, and "
+            "no gradient has one: call loss.backward(create_graph=True) before step() "
+            "(neuralsolve.optim.Trainer does this). If you did, the loss is linear in every "
+            "parameter, its Hessian is zero and there is no curvature to precondition with: use "
+            "a first-order optimizer (adamw, sgd)"
         )
     zs = [opt.rademacher_like(p) for p in params]
-    hzs = torch.autograd.grad(grads, params, grad_outputs=zs, retain_graph=False, allow_unused=True)
+    linked = [(g, p, z) for g, p, z, ok in zip(grads, params, zs, with_graph, strict=True) if ok]
+    found = torch.autograd.grad(
+        [g for g, _, _ in linked],
+        [p for _, p, _ in linked],
+        grad_outputs=[z for _, _, z in linked],
+        retain_graph=False,
+        allow_unused=True,
+    )
+    by_param = {id(p): hz for (_, p, _), hz in zip(linked, found, strict=True)}
+    hzs = [by_param.get(id(p)) for p in params]
     for p in params:  # the graph is spent: drop it (it also held a reference cycle through p)
-        p.grad = p.grad.detach()
+        p.grad = p.grad.detach()  # type: ignore[union-attr]
     return [z * (torch.zeros_like(z) if hz is None else hz) for z, hz in zip(zs, hzs, strict=True)]
 
 
-class AdaHessian(ProbeGeneratorMixin, torch.optim.Optimizer):
+class AdaHessian(ProbeGeneratorMixin, OptimizerContract, torch.optim.Optimizer):
     """AdaHessian (Yao et al., AAAI 2021): Adam with the Hessian diagonal in place of the
     squared gradient.
 
@@ -63,6 +97,13 @@ class AdaHessian(ProbeGeneratorMixin, torch.optim.Optimizer):
     """
 
     requires_create_graph = True
+    hyperparameter_checks: ClassVar[dict[str, Check]] = {
+        "lr": nonnegative,
+        "betas": beta_pair,
+        "eps": positive,
+        "weight_decay": nonnegative,
+        "hessian_power": _hessian_power,
+    }
 
     def __init__(
         self,
@@ -74,27 +115,22 @@ class AdaHessian(ProbeGeneratorMixin, torch.optim.Optimizer):
         hessian_power: float = 1.0,
         seed: int = 0,
     ) -> None:
-        check_number("lr", lr, low=0.0)
-        check_betas(betas)
-        check_number("eps", eps, low=0.0, low_open=True)
-        check_number("weight_decay", weight_decay, low=0.0)
-        check_number("hessian_power", hessian_power, low=0.0, high=1.0, low_open=True)
+        self._init_generator(seed)
         super().__init__(
             params,
             dict(
                 lr=lr,
-                betas=tuple(betas),
+                betas=betas,
                 eps=eps,
                 weight_decay=weight_decay,
                 hessian_power=hessian_power,
             ),
         )
-        self._init_generator(seed)
 
     @torch.no_grad()
     def step(self, closure: Callable[[], Any] | None = None) -> Any:
         loss = run_closure(closure)
-        params = [p for g in self.param_groups for p in g["params"] if p.grad is not None]
+        params = [p for g in self.param_groups for p in self._with_gradients(g)]
         if not params:
             return loss
         with torch.enable_grad():
@@ -102,9 +138,7 @@ class AdaHessian(ProbeGeneratorMixin, torch.optim.Optimizer):
         D = dict(zip(params, samples, strict=True))
         for group in self.param_groups:
             b1, b2 = group["betas"]
-            for p in group["params"]:
-                if p.grad is None:
-                    continue
+            for p in self._with_gradients(group):
                 d = D[p].abs()
                 if p.ndim == 4:  # spatial averaging over the kernel of a convolution
                     d = d.mean(dim=(2, 3), keepdim=True).expand_as(p)
@@ -131,7 +165,7 @@ class AdaHessian(ProbeGeneratorMixin, torch.optim.Optimizer):
         return loss
 
 
-class Sophia(ProbeGeneratorMixin, torch.optim.Optimizer):
+class Sophia(ProbeGeneratorMixin, OptimizerContract, torch.optim.Optimizer):
     """Sophia (Liu et al., ICLR 2024): clipped, diagonally Hessian-preconditioned momentum.
 
     ::
@@ -162,6 +196,15 @@ class Sophia(ProbeGeneratorMixin, torch.optim.Optimizer):
         Seed of the Hutchinson probes.
     """
 
+    hyperparameter_checks: ClassVar[dict[str, Check]] = {
+        "lr": nonnegative,
+        "betas": beta_pair,
+        "rho": positive,
+        "weight_decay": nonnegative,
+        "eps": positive,
+    }
+    supports_complex: ClassVar[bool] = False  # clip(m / max(rho h, eps)) compares numbers
+
     def __init__(
         self,
         params: Iterable[Any],
@@ -174,22 +217,17 @@ class Sophia(ProbeGeneratorMixin, torch.optim.Optimizer):
         update_every: int = 10,
         seed: int = 0,
     ) -> None:
-        check_number("lr", lr, low=0.0)
-        check_betas(betas)
-        check_number("rho", rho, low=0.0, low_open=True)
-        check_number("weight_decay", weight_decay, low=0.0)
-        check_number("eps", eps, low=0.0, low_open=True)
         if estimator not in ("hutchinson", "gnb"):
             raise ValueError(f"invalid estimator: {estimator!r} (expected 'hutchinson' or 'gnb')")
         check_count("update_every", update_every)
+        self._init_generator(seed)
         super().__init__(
-            params, dict(lr=lr, betas=tuple(betas), rho=rho, weight_decay=weight_decay, eps=eps)
+            params, dict(lr=lr, betas=betas, rho=rho, weight_decay=weight_decay, eps=eps)
         )
         self.estimator = estimator
         self.update_every = update_every
         self.steps_taken = 0
         self.stats: dict[str, float] = {}
-        self._init_generator(seed)
 
     @property
     def requires_create_graph(self) -> bool:  # type: ignore[override]
@@ -209,9 +247,7 @@ class Sophia(ProbeGeneratorMixin, torch.optim.Optimizer):
         (those of a loss on model-sampled labels)."""
         for group in self.param_groups:
             b2 = group["betas"][1]
-            for p in group["params"]:
-                if p.grad is None:
-                    continue
+            for p in self._with_gradients(group):
                 h = self._hessian_state(p)["hessian"]
                 h.mul_(b2).addcmul_(p.grad, p.grad, value=(1 - b2) * batch_size)
 
@@ -219,16 +255,14 @@ class Sophia(ProbeGeneratorMixin, torch.optim.Optimizer):
     def step(self, closure: Callable[[], Any] | None = None) -> Any:
         loss = run_closure(closure)
         refresh = self.estimator == "hutchinson" and self.steps_taken % self.update_every == 0
-        params = [p for g in self.param_groups for p in g["params"] if p.grad is not None]
+        params = [p for g in self.param_groups for p in self._with_gradients(g)]
         if refresh and params:
             with torch.enable_grad():
                 samples = dict(zip(params, hessian_diagonal_sample(self, params), strict=True))
         unclipped = total = 0
         for group in self.param_groups:
             b1, b2 = group["betas"]
-            for p in group["params"]:
-                if p.grad is None:
-                    continue
+            for p in self._with_gradients(group):
                 state = self._hessian_state(p)
                 if refresh:
                     state["hessian"].mul_(b2).add_(samples[p], alpha=1 - b2)

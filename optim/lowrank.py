@@ -3,18 +3,18 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
 
 from neuralsolve.spectral import dct_matrix
 
-from ._common import check_betas, check_count, check_number, run_closure
+from ._common import Check, OptimizerContract, beta_pair, count, nonnegative, positive, run_closure
 
 __all__ = ["DCTLowRank", "dct_matrix"]
 
 
-class DCTLowRank(torch.optim.Optimizer):
+class DCTLowRank(OptimizerContract, torch.optim.Optimizer):
     """Adam on a low-rank projection of each matrix gradient, the projection chosen among the
     DCT basis vectors that carry the most gradient energy (Modoranu et al., arXiv 2505.17967);
     no SVD, and only ``rank`` integer indices stored per matrix.
@@ -30,8 +30,20 @@ class DCTLowRank(torch.optim.Optimizer):
 
     Parameters with fewer than 2 dimensions, or whose longer side is at most ``rank``, get
     plain AdamW. With ``rank >= n`` the projection is the identity and the update is AdamW's.
-    :meth:`memory_report` compares the optimizer state with full Adam's.
+    :meth:`memory_report` compares the optimizer state with full Adam's. The column indices
+    stay ``int64`` through ``state_dict`` / ``load_state_dict`` in every parameter dtype.
     """
+
+    hyperparameter_checks: ClassVar[dict[str, Check]] = {
+        "lr": nonnegative,
+        "rank": count,
+        "update_gap": count,
+        "scale": positive,
+        "betas": beta_pair,
+        "eps": positive,
+        "weight_decay": nonnegative,
+    }
+    supports_complex: ClassVar[bool] = False
 
     def __init__(
         self,
@@ -44,13 +56,6 @@ class DCTLowRank(torch.optim.Optimizer):
         eps: float = 1e-8,
         weight_decay: float = 0.0,
     ) -> None:
-        check_number("lr", lr, low=0.0)
-        check_betas(betas)
-        check_number("eps", eps, low=0.0, low_open=True)
-        check_number("weight_decay", weight_decay, low=0.0)
-        check_number("scale", scale, low=0.0, low_open=True)
-        check_count("rank", rank)
-        check_count("update_gap", update_gap)
         super().__init__(
             params,
             dict(
@@ -58,7 +63,7 @@ class DCTLowRank(torch.optim.Optimizer):
                 rank=rank,
                 update_gap=update_gap,
                 scale=scale,
-                betas=tuple(betas),
+                betas=betas,
                 eps=eps,
                 weight_decay=weight_decay,
             ),
@@ -82,11 +87,7 @@ class DCTLowRank(torch.optim.Optimizer):
         loss = run_closure(closure)
         for group in self.param_groups:
             b1, b2 = group["betas"]
-            for p in group["params"]:
-                if p.grad is None:
-                    continue
-                if p.is_complex():
-                    raise TypeError("DCTLowRank supports real parameters only")
+            for p in self._with_gradients(group):
                 state = self.state[p]
                 G, transposed = (p.grad, False) if p.ndim < 2 else self._as_matrix(p.grad)
                 lowrank = p.ndim >= 2 and G.shape[1] > group["rank"]
@@ -100,8 +101,7 @@ class DCTLowRank(torch.optim.Optimizer):
                     if state["step"] % group["update_gap"] == 0:
                         energy = (G @ Q).abs().sum(dim=0)
                         state["indices"] = torch.topk(energy, group["rank"]).indices.sort().values
-                    # torch's load_state_dict casts state tensors to the parameter's dtype
-                    P = Q[:, state["indices"].long()]  # (long, rank)
+                    P = Q[:, state["indices"]]  # (long, rank)
                     R = G @ P
                 else:
                     R = p.grad

@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
 
-from ._common import check_count, check_number, run_closure
+from ._common import Check, OptimizerContract, count, fraction, nonnegative, positive, run_closure
 
 __all__ = ["MFAC", "woodbury_inverse_fisher"]
 
@@ -30,7 +30,7 @@ def woodbury_inverse_fisher(G: torch.Tensor, x: torch.Tensor, damp: float, m: in
     return (x - G.T @ y) / damp
 
 
-class MFAC(torch.optim.Optimizer):
+class MFAC(OptimizerContract, torch.optim.Optimizer):
     """M-FAC (Frantar, Kurtic & Alistarh, NeurIPS 2021): precondition by the inverse of the
     empirical Fisher of the last ``m`` gradients.
 
@@ -38,9 +38,13 @@ class MFAC(torch.optim.Optimizer):
 
         window <- the last m gradients g_1..g_c (a ring buffer, c <= m)
         F      =  damp I + (1/m) sum_i g_i g_i^T
-        u      =  F^{-1} (g + wd theta)           # woodbury_inverse_fisher, O(c d + c^3)
+        u      =  F^{-1} (g + wd theta_g)         # woodbury_inverse_fisher, O(c d + c^3)
         v      <- momentum v + (1 - momentum) u   (if momentum > 0, else v = u)
-        theta  <- theta - lr v
+        theta_g <- theta_g - lr v_g
+
+    where ``_g`` keeps the parameters that have a gradient at this step: as in torch.optim, a
+    parameter without one (``requires_grad=False``, or unused by the loss) is not moved, and
+    its coordinates of ``g`` are zero and get no weight decay.
 
     Memory: ``m d`` numbers for the window (the paper's default m = 1024 is 1024 copies of the
     model; the default here is 32). Real parameters only.
@@ -56,6 +60,15 @@ class MFAC(torch.optim.Optimizer):
     weight_decay : float
     """
 
+    hyperparameter_checks: ClassVar[dict[str, Check]] = {
+        "lr": nonnegative,
+        "num_grads": count,
+        "damp": positive,
+        "momentum": fraction,
+        "weight_decay": nonnegative,
+    }
+    supports_complex: ClassVar[bool] = False
+
     def __init__(
         self,
         params: Iterable[Any],
@@ -65,23 +78,12 @@ class MFAC(torch.optim.Optimizer):
         momentum: float = 0.0,
         weight_decay: float = 0.0,
     ) -> None:
-        check_number("lr", lr, low=0.0)
-        check_number("damp", damp, low=0.0, low_open=True)
-        check_number("momentum", momentum, low=0.0, high=1.0, high_open=True)
-        check_number("weight_decay", weight_decay, low=0.0)
-        check_count("num_grads", num_grads)
         super().__init__(
             params,
             dict(
                 lr=lr, num_grads=num_grads, damp=damp, momentum=momentum, weight_decay=weight_decay
             ),
         )
-        for group in self.param_groups:
-            for p in group["params"]:
-                if p.is_complex():
-                    raise TypeError(
-                        "MFAC supports real parameters only; view complex ones with torch.view_as_real"
-                    )
 
     def _group_state(self, group: dict[str, Any], params: list[torch.Tensor]) -> dict[str, Any]:
         # The window lives in the state of the group's first parameter (so state_dict saves it).
@@ -109,22 +111,23 @@ class MFAC(torch.optim.Optimizer):
     def step(self, closure: Callable[[], Any] | None = None) -> Any:
         loss = run_closure(closure)
         for group in self.param_groups:
-            params = [p for p in group["params"]]
-            if all(p.grad is None for p in params):
+            params = list(group["params"])
+            moving = {id(p) for p in self._with_gradients(group)}
+            if not moving:
                 continue
             state = self._group_state(group, params)
             g = torch.cat(
-                [
-                    (p.grad if p.grad is not None else torch.zeros_like(p)).reshape(-1)
-                    for p in params
-                ]
+                [(p.grad if id(p) in moving else torch.zeros_like(p)).reshape(-1) for p in params]
             )
             window = state["window"]
             window[state["next"]] = g
             state["next"] = (state["next"] + 1) % group["num_grads"]
             state["count"] = min(state["count"] + 1, group["num_grads"])
-            if group["weight_decay"]:
-                g = g + group["weight_decay"] * torch.cat([p.reshape(-1) for p in params])
+            if group["weight_decay"]:  # decay only what moves (a frozen weight stays as it is)
+                theta = [
+                    p.reshape(-1) if id(p) in moving else p.new_zeros(p.numel()) for p in params
+                ]
+                g = g + group["weight_decay"] * torch.cat(theta)
             u = woodbury_inverse_fisher(
                 window[: state["count"]], g, group["damp"], group["num_grads"]
             )
@@ -134,6 +137,7 @@ class MFAC(torch.optim.Optimizer):
             offset = 0
             for p in params:
                 n = p.numel()
-                p.add_(u[offset : offset + n].view_as(p), alpha=-group["lr"])
+                if id(p) in moving:
+                    p.add_(u[offset : offset + n].view_as(p), alpha=-group["lr"])
                 offset += n
         return loss

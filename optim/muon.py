@@ -4,13 +4,23 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Iterable
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
 
 from neuralsolve.params import MATRIX_DIMS
 
-from ._common import check_betas, check_count, check_number, run_closure
+from ._common import (
+    Check,
+    OptimizerContract,
+    beta_pair,
+    choice,
+    count,
+    fraction,
+    nonnegative,
+    positive,
+    run_closure,
+)
 
 __all__ = ["Muon", "newton_schulz"]
 
@@ -51,7 +61,7 @@ def newton_schulz(
     return (X.mH if tall else X).to(out_dtype)
 
 
-class Muon(torch.optim.Optimizer):
+class Muon(OptimizerContract, torch.optim.Optimizer):
     """Muon for matrix-shaped parameters, AdamW for the others, in one optimizer.
 
     For a parameter ``W`` of 2 or more dimensions (a convolution kernel is viewed as the matrix
@@ -92,6 +102,17 @@ class Muon(torch.optim.Optimizer):
         The AdamW part.
     """
 
+    hyperparameter_checks: ClassVar[dict[str, Check]] = {
+        "lr": nonnegative,
+        "momentum": fraction,
+        "weight_decay": nonnegative,
+        "ns_steps": count,
+        "variant": choice("muon", "auon"),
+        "adamw_lr": nonnegative,
+        "adamw_betas": beta_pair,
+        "adamw_eps": positive,
+    }
+
     def __init__(
         self,
         params: Iterable[Any],
@@ -106,15 +127,6 @@ class Muon(torch.optim.Optimizer):
         adamw_betas: tuple[float, float] = (0.9, 0.95),
         adamw_eps: float = 1e-10,
     ) -> None:
-        check_number("lr", lr, low=0.0)
-        check_number("momentum", momentum, low=0.0, high=1.0, high_open=True)
-        check_number("weight_decay", weight_decay, low=0.0)
-        check_number("adamw_lr", adamw_lr, low=0.0)
-        check_number("adamw_eps", adamw_eps, low=0.0, low_open=True)
-        check_betas(adamw_betas)
-        check_count("ns_steps", ns_steps)
-        if variant not in ("muon", "auon"):
-            raise ValueError(f"invalid variant: {variant!r} (expected 'muon' or 'auon')")
         defaults = dict(
             lr=lr,
             momentum=momentum,
@@ -124,7 +136,7 @@ class Muon(torch.optim.Optimizer):
             weight_decay=weight_decay,
             variant=variant,
             adamw_lr=adamw_lr,
-            adamw_betas=tuple(adamw_betas),
+            adamw_betas=adamw_betas,
             adamw_eps=adamw_eps,
             use_muon=None,
         )
@@ -142,9 +154,7 @@ class Muon(torch.optim.Optimizer):
     def step(self, closure: Callable[[], Any] | None = None) -> Any:
         loss = run_closure(closure)
         for group in self.param_groups:
-            for p in group["params"]:
-                if p.grad is None:
-                    continue
+            for p in self._with_gradients(group):
                 if self._is_matrix(p, group):
                     self._muon_update(p, group)
                 else:
