@@ -2,8 +2,10 @@
 
 A checkpoint is a dict of tensors, numbers, strings, lists and dicts (nothing that needs code to
 unpickle), tagged with ``format`` and the package version that wrote it. A file from someone
-else therefore cannot run code when loaded; a file that is not a neuralsolve checkpoint, or
-is truncated, raises :class:`~neuralsolve.errors.DataFormatError` naming the file.
+else therefore cannot run code when loaded; a file that is not a neuralsolve checkpoint, is
+truncated, or whose bytes changed since it was written (every member of torch's zip archive is
+checked against its stored CRC-32 before loading; torch's reader does not check them) raises
+:class:`~neuralsolve.errors.DataFormatError` naming the file.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ import io
 import pickle
 import warnings
 import zipfile
+import zlib
 from pathlib import Path
 from typing import Any
 
@@ -44,8 +47,13 @@ def save_checkpoint(path: str | Path, payload: dict[str, Any], *, kind: str) -> 
         **payload,
     }
     path = Path(path)
-    with atomic_path(path) as tmp:
-        torch.save(record, tmp)
+    crc = torch.serialization.get_crc32_options()
+    torch.serialization.set_crc32_options(True)  # load_checkpoint checks them: always write them
+    try:
+        with atomic_path(path) as tmp:
+            torch.save(record, tmp)
+    finally:
+        torch.serialization.set_crc32_options(crc)
     return path
 
 
@@ -59,8 +67,9 @@ def load_checkpoint(
     FileNotFoundError
         The file does not exist.
     DataFormatError
-        Truncated or not a torch file, needs code to unpickle (refused), is not a neuralsolve
-        checkpoint, or holds another ``kind``.
+        Truncated or not a torch file, corrupt (a member's bytes do not match its CRC-32),
+        needs code to unpickle (refused), is not a neuralsolve checkpoint, or holds another
+        ``kind``.
 
     Warns
     -----
@@ -75,6 +84,7 @@ def load_checkpoint(
             f"{str(path)!r} is not a readable torch checkpoint (expected the zip archive torch.save "
             "writes; the file is truncated, corrupt or of another format)"
         )
+    _verify_checksums(path)
     try:
         record = torch.load(path, map_location=map_location, weights_only=True)
     except pickle.UnpicklingError as exc:
@@ -109,3 +119,21 @@ def load_checkpoint(
             stacklevel=2,
         )
     return record
+
+
+def _verify_checksums(path: Path) -> None:
+    """Check every member of the zip archive against its stored CRC-32 (``torch.save`` writes
+    them; ``torch.load`` does not check them, so flipped bytes in a tensor load silently)."""
+    try:
+        with zipfile.ZipFile(path) as archive:
+            bad = archive.testzip()
+    except (zipfile.BadZipFile, zlib.error, OSError, EOFError, ValueError) as exc:
+        raise DataFormatError(
+            f"{str(path)!r} is not a readable torch checkpoint (corrupt zip archive: {exc})"
+        ) from None
+    if bad is not None:
+        raise DataFormatError(
+            f"{str(path)!r} is corrupt: the bytes of its member {bad!r} do not match the checksum "
+            "(CRC-32) stored when it was written (a disk, copy or transfer error). Use another "
+            "copy or an earlier checkpoint (last.pt / best.pt)"
+        )
