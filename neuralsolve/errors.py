@@ -16,6 +16,7 @@ __all__ = [
     "NonFiniteError",
     "NotSPDError",
     "PreconditionerShiftWarning",
+    "RunLockedError",
 ]
 
 
@@ -59,3 +60,7 @@ class NeuralSolveWarning(UserWarning):
 
 class PreconditionerShiftWarning(NeuralSolveWarning):
     """An incomplete factorization broke down and was retried with a diagonal shift."""
+
+
+class RunLockedError(ValueError):
+    """A run's output directory is in use by another live run (see :mod:`neuralsolve.runlock`)."""

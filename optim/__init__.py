@@ -22,7 +22,14 @@ from .mfac import MFAC
 from .muon import Muon, newton_schulz
 from .registry import OPTIMIZERS, available, create
 from .schedules import make_schedule
-from .trainer import Trainer, TrainerConfig, TrainResult, close_distributed
+from .trainer import (
+    ScheduleExtendedWarning,
+    TornRecordWarning,
+    Trainer,
+    TrainerConfig,
+    TrainResult,
+    close_distributed,
+)
 
 __all__ = [
     "LBFGS",
@@ -33,7 +40,9 @@ __all__ = [
     "DCTLowRank",
     "DiffGrad",
     "Muon",
+    "ScheduleExtendedWarning",
     "Sophia",
+    "TornRecordWarning",
     "TrainResult",
     "Trainer",
     "TrainerConfig",

@@ -11,9 +11,19 @@ What the loop guarantees:
   position in the data order (the order of epoch ``e`` is a permutation drawn from ``seed`` and
   ``e`` alone); ``fit(resume=True)`` continues bit-identically on the CPU, whenever the run was
   killed. Checkpoints are written atomically and read with ``weights_only=True``.
-* **One record.** ``metrics.jsonl`` in ``out_dir`` gets a line per logged step (``step``,
-  ``loss``, ``lr``, ``time_s``, and the optimizer's own fields such as L-BFGS's
-  ``stop_reason``); a resumed run truncates it to the checkpoint's step first.
+* **One record, one run.** ``metrics.jsonl`` in ``out_dir`` gets a line per logged step
+  (``step``, ``loss``, ``lr``, ``time_s``, and the optimizer's own fields such as L-BFGS's
+  ``stop_reason``), strict JSON (a non-finite number is ``null``); a resumed run truncates it
+  to the checkpoint's step first, dropping a torn last line (:class:`TornRecordWarning`).
+  ``out_dir`` is locked for the run (:func:`neuralsolve.runlock.run_lock`): a second run in
+  the same directory fails at once with :class:`~neuralsolve.errors.RunLockedError`.
+* **No silent failure.** A non-finite loss, or a non-finite validation metric (from
+  ``eval_fn``), stops the run with a ``stop_reason`` that starts with ``"non-finite"``;
+  ``best.pt`` is never chosen by a NaN.
+* **A longer resumed run keeps learning.** Resumed with more steps or epochs than the
+  checkpoint's run, the schedule is stretched to the new length (its factor at each step is
+  the new length's), with a :class:`ScheduleExtendedWarning` that gives the learning rate
+  before and after; without it a finished decaying schedule would train at learning rate 0.
 * **Optimizers that need more.** Closures for those that re-evaluate the loss (L-BFGS);
   gradients with their graph (``create_graph``) for Hessian-based ones (AdaHessian, Sophia).
 * **Work between steps.** ``hooks`` run before every step (a PINN resamples its collocation
@@ -36,6 +46,7 @@ import os
 import random
 import sys
 import time
+import warnings
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -47,15 +58,34 @@ import torch.distributed as dist
 
 from neuralsolve.checkpoint import load_checkpoint, save_checkpoint
 from neuralsolve.checks import check_nonnegative_int, check_positive_int, check_real
+from neuralsolve.errors import DataFormatError, NeuralSolveWarning
 from neuralsolve.fileio import atomic_path
 from neuralsolve.linop import check_dtype, torch_dtype
+from neuralsolve.report import to_json
+from neuralsolve.runlock import run_lock
 
 from .registry import OPTIMIZERS, create
 from .schedules import SCHEDULES, make_schedule
 
-__all__ = ["TrainResult", "Trainer", "TrainerConfig", "TrainerHook", "close_distributed"]
+__all__ = [
+    "ScheduleExtendedWarning",
+    "TornRecordWarning",
+    "TrainResult",
+    "Trainer",
+    "TrainerConfig",
+    "TrainerHook",
+    "close_distributed",
+]
 
 LossFn = Callable[[torch.nn.Module, Any], torch.Tensor]
+
+
+class ScheduleExtendedWarning(NeuralSolveWarning):
+    """A run resumed with another length than its checkpoint's: its schedule was stretched."""
+
+
+class TornRecordWarning(NeuralSolveWarning):
+    """A resumed run dropped the torn last line of ``metrics.jsonl`` (a write cut short)."""
 
 
 @runtime_checkable
@@ -401,11 +431,42 @@ class Trainer:
         self.optimizer.load_state_dict(record["optimizer"])
         for hook, state in zip(self.hooks, hooks, strict=True):
             hook.load_state_dict(state)
-        self.scheduler.load_state_dict(record["scheduler"])
+        fresh = [dict(vars(f)) for f in self.scheduler.lr_lambdas]  # this run's length
+        self.scheduler.load_state_dict(record["scheduler"])  # restores the checkpoint's
         self._set_rng_state(record["rng"])
         self.step = int(record["step"])
+        self._extend_schedule(path, fresh)
         self.best = record.get("best")
         self.losses = [float(v) for v in record.get("losses", [])]
+
+    def _extend_schedule(self, path: Path, fresh: list[dict[str, Any]]) -> None:
+        """Give the restored scheduler this run's length when it differs from the checkpoint's
+        (LambdaLR's state_dict carries its factor's ``total_steps``)."""
+        saved = [dict(vars(f)) for f in self.scheduler.lr_lambdas]
+        if saved == fresh:
+            return
+        old_total = saved[0].get("total_steps")
+        before = [group["lr"] for group in self.optimizer.param_groups]
+        for factor, values in zip(self.scheduler.lr_lambdas, fresh, strict=True):
+            vars(factor).update(values)  # frozen dataclass: the scheduler updates it this way too
+        step = self.scheduler.last_epoch
+        after = [
+            base * f(step)
+            for base, f in zip(self.scheduler.base_lrs, self.scheduler.lr_lambdas, strict=True)
+        ]
+        for group, lr in zip(self.optimizer.param_groups, after, strict=True):
+            group["lr"] = lr
+        self.scheduler._last_lr = list(after)  # type: ignore[attr-defined]
+        if self.config.schedule != "constant" or self.config.warmup_steps:
+            warnings.warn(
+                f"resuming {str(path)!r} at step {self.step}: its {self.config.schedule} schedule "
+                f"was for {old_total} steps, this run has {self.total_steps} steps; the schedule "
+                f"is stretched to {self.total_steps} steps, so the learning rate goes from "
+                f"{before[0]:.4g} to {after[0]:.4g} (base {self.scheduler.base_lrs[0]:.4g}). To "
+                "keep the old schedule, resume with its length",
+                ScheduleExtendedWarning,
+                stacklevel=4,
+            )
 
     # ------------------------------------------------------------------ the loop
     def _batches(self) -> Iterator[Any]:
@@ -481,7 +542,20 @@ class Trainer:
 
         ``resume=True`` continues from ``out_dir/last.pt`` when it exists (and starts afresh
         otherwise); a path resumes from that checkpoint.
+
+        Raises
+        ------
+        RunLockedError
+            Another live run holds ``out_dir`` (the message names its process).
+        DataFormatError
+            The checkpoint or ``metrics.jsonl`` is corrupt (the message names the file).
         """
+        if self.out_dir is None or not self.is_main:
+            return self._fit(resume)
+        with run_lock(self.out_dir):
+            return self._fit(resume)
+
+    def _fit(self, resume: bool | str | Path) -> TrainResult:
         cfg = self.config
         metrics_path = None
         if self.out_dir is not None:
@@ -555,11 +629,16 @@ class Trainer:
                     for attr in ("stop_reason", "gradient_norm", "stats"):
                         if getattr(self.optimizer, attr, None) is not None:
                             record[attr] = getattr(self.optimizer, attr)
+                bad = None
                 if self.eval_fn is not None and cfg.eval_every and self.step % cfg.eval_every == 0:
                     eval_metrics = self._evaluate()
                     record = {**(record or {"step": self.step}), "eval": eval_metrics}
+                    bad = _non_finite(eval_metrics, self.step)
                 if record and metrics_path is not None and self.is_main:
                     _append_metrics(metrics_path, record)
+                if bad is not None:
+                    stop_reason = bad
+                    break
                 if (
                     cfg.checkpoint_every
                     and self.step % cfg.checkpoint_every == 0
@@ -575,8 +654,9 @@ class Trainer:
         if stop_reason == "steps done" and getattr(self.optimizer, "stalled", False):
             # not converged, and not hidden either: L-BFGS's last line search went nowhere
             stop_reason = f"steps done; the last step: {self.optimizer.stop_reason}"  # type: ignore[attr-defined]
-        if self.eval_fn is not None:
+        if self.eval_fn is not None and not stop_reason.startswith("non-finite"):
             eval_metrics = self._evaluate()
+            stop_reason = _non_finite(eval_metrics, self.step) or stop_reason
         path = None
         if self.out_dir is not None and self.is_main and not stop_reason.startswith("non-finite"):
             path = self.save(self.out_dir / "last.pt")
@@ -603,7 +683,7 @@ class Trainer:
             self.module.train(was_training)
         if metrics and self.out_dir is not None and self.is_main:
             first = next(iter(metrics.values()))
-            if self.best is None or first < self.best:
+            if math.isfinite(first) and (self.best is None or first < self.best):
                 self.best = first
                 save_checkpoint(
                     self.out_dir / "best.pt",
@@ -652,21 +732,59 @@ def close_distributed() -> None:
             gc.collect()
 
 
+def _non_finite(metrics: dict[str, float], step: int) -> str | None:
+    """The stop reason for a validation metric that is NaN or infinite, or ``None``."""
+    for name, value in metrics.items():
+        if not math.isfinite(value):
+            return (
+                f"non-finite validation metric {name!r} = {value} at step {step}: a validation "
+                "sample may hold NaN or infinite values, or the model diverged on it; best.pt "
+                "keeps the best finite one"
+            )
+    return None
+
+
 def _append_metrics(path: Path, record: dict[str, Any]) -> None:
+    """One strict-JSON line (NaN and infinities become ``null``), written in one call."""
     path.parent.mkdir(parents=True, exist_ok=True)
+    line = json.dumps(to_json(record), allow_nan=False) + "\n"
     with open(path, "a") as fh:
-        fh.write(json.dumps(record, default=float) + "\n")
+        fh.write(line)
 
 
 def _truncate_metrics(path: Path, step: int) -> None:
-    """Keep the lines up to ``step`` (a resumed run rewrites what follows), atomically."""
+    """Keep the lines up to ``step`` (a resumed run rewrites what follows), atomically.
+
+    A last line that does not parse (a run killed in the middle of writing it) is dropped with
+    a :class:`TornRecordWarning`; a line before it that does not parse is corruption, and raises
+    :class:`~neuralsolve.errors.DataFormatError` naming the file and the line.
+    """
     if not path.exists():
         return
-    kept = [
-        line
-        for line in path.read_text().splitlines()
-        if line.strip() and json.loads(line).get("step", 0) <= step
-    ]
+    lines = path.read_text().splitlines()
+    kept = []
+    for number, line in enumerate(lines, start=1):
+        if not line.strip():
+            continue
+        try:
+            record = json.loads(line)
+            if not isinstance(record, dict):
+                raise ValueError("not a JSON object")
+        except ValueError as exc:
+            if number == len(lines):
+                warnings.warn(
+                    f"{str(path)!r}: dropped its torn last line {number} ({line[:60]!r}), the "
+                    "trace of a run stopped while writing it",
+                    TornRecordWarning,
+                    stacklevel=4,
+                )
+                continue
+            raise DataFormatError(
+                f"{str(path)!r} is corrupt at line {number} ({exc}): {line[:60]!r}. Repair or "
+                "remove that line (or the file) to resume"
+            ) from None
+        if record.get("step", 0) <= step:
+            kept.append(line)
     with atomic_path(path) as tmp:
         tmp.write_text("".join(line + "\n" for line in kept))
 

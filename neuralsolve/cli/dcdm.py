@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 import time
 from pathlib import Path
 from typing import Any
 
 from neuralsolve.report import run_record, write_report
+from neuralsolve.runlock import rank_zero_lock
 from neuralsolve.solvers.dcdm import DCDM, DEFAULT_DIRECTIONS
 
 from ._common import add_threads_arg, parse_assignments, set_threads
@@ -136,101 +138,110 @@ def _cmd_train_dcdm(args: argparse.Namespace) -> int:
         raise ValueError(f"--deflation-block: {err}") from None
     net_options = {"dim": data_config.dim, **parse_assignments(args.set)}
     net_config = DCDMNetConfig.from_dict(net_options)
-    progress = False if args.no_progress else None
-    data_path = Path(args.data) if args.data else out / "rhs.h5"
-    if data_path.exists():
-        data = load_rhs(data_path)
-        if data.config != data_config:
-            raise ValueError(
-                f"{str(data_path)!r} holds data for {data.config}, not for this run's settings "
-                f"{data_config}; remove it or pass another --data path"
+    # one run per directory (neuralsolve.runlock): data cache, training, summary, export
+    with rank_zero_lock(out):
+        progress = False if args.no_progress else None
+        data_path = Path(args.data) if args.data else out / "rhs.h5"
+        if data_path.exists():
+            data = load_rhs(data_path)
+            if data.config != data_config:
+                raise ValueError(
+                    f"{str(data_path)!r} holds data for {data.config}, not for this run's settings "
+                    f"{data_config}; remove it or pass another --data path"
+                )
+            print(f"using cached right-hand sides {data_path}")
+        else:
+            t0 = time.perf_counter()
+            generate_rhs(data_config, data_path, progress=progress)
+            data = load_rhs(data_path)
+            print(
+                f"wrote {data_path}: {data_config.samples} right-hand sides on {data_config.geometries} "
+                f"{data_config.problem} geometries at n={data_config.n} in {time.perf_counter() - t0:.1f} s"
             )
-        print(f"using cached right-hand sides {data_path}")
-    else:
-        t0 = time.perf_counter()
-        generate_rhs(data_config, data_path, progress=progress)
-        data = load_rhs(data_path)
-        print(
-            f"wrote {data_path}: {data_config.samples} right-hand sides on {data_config.geometries} "
-            f"{data_config.problem} geometries at n={data_config.n} in {time.perf_counter() - t0:.1f} s"
-        )
-    trainer_config = TrainerConfig(
-        optimizer=args.optimizer,
-        lr=args.lr,
-        schedule=args.schedule,
-        steps=args.steps,
-        batch_size=args.batch_size,
-        device=args.device,
-        dtype=args.dtype,
-        seed=args.seed,
-        log_every=50,
-        eval_every=args.eval_every,
-        checkpoint_every=args.eval_every,
-        out_dir=str(out),
-        progress=progress,
-    )
-
-    def report(scores: dict[str, float]) -> None:
-        if progress is False:
-            return
-        parts = [
-            f"{name}: dcdm {scores[f'dcdm_iters/{name}']:.1f} vs cg {scores[f'cg_iters/{name}']:.1f}"
-            for name in problem_names(data_config.problem, distinct=True)
-            if f"dcdm_iters/{name}" in scores
-        ]
-        print(
-            f"  held-out: dcdm {scores['dcdm_iters']:.1f} iterations vs cg {scores['cg_iters']:.1f} "
-            f"(converged {scores['converged']:.0%})" + (f"; {'; '.join(parts)}" if parts else "")
+        trainer_config = TrainerConfig(
+            optimizer=args.optimizer,
+            lr=args.lr,
+            schedule=args.schedule,
+            steps=args.steps,
+            batch_size=args.batch_size,
+            device=args.device,
+            dtype=args.dtype,
+            seed=args.seed,
+            log_every=50,
+            eval_every=args.eval_every,
+            checkpoint_every=args.eval_every,
+            out_dir=str(out),
+            progress=progress,
         )
 
-    _, result = train_dcdm(
-        data,
-        trainer_config,
-        net_config=net_config,
-        eval_directions=args.eval_directions,
-        resume=args.resume,
-        init=args.init,
-        callback=report,
-        deflation_block=args.deflation_block,
-    )
-    summary = {
-        "steps": result.steps,
-        "seconds": result.seconds,
-        "final_loss": result.final_loss,
-        "eval": result.eval,
-        "network": net_config.to_dict(),
-        "data": str(data_path),
-        "optimizer": args.optimizer,
-        "lr": args.lr,
-        "threads": torch.get_num_threads(),
-    }
-    write_report(
-        out / "summary.json", {"meta": run_record(device=args.device), **summary}, indent=2
-    )
-    ev = result.eval or {}
-    print(
-        f"dcdm: {result.steps} steps in {result.seconds:.0f} s, final loss {result.final_loss:.4f}; "
-        f"held-out {ev.get('dcdm_iters', float('nan')):.1f} DCDM iterations vs "
-        f"{ev.get('cg_iters', float('nan')):.1f} CG (rtol 1e-4); wrote {out / 'best.pt'}"
-    )
-    if args.export:
-        command = "neuralsolve train dcdm " + " ".join(
-            f"--{k.replace('_', '-')} {v}"
-            for k, v in vars(args).items()
-            if k in ("problem", "n", "geometries", "first_seed", "samples", "ritz", "steps",
-                     "batch_size", "optimizer", "lr", "schedule", "seed", "eval_every",
-                     "eval_directions", "init", "deflation_block")
-            and v is not None
-        )  # fmt: skip
-        for item in args.set or []:
-            command += f" --set {item}"
-        if args.init and Path(args.init).with_suffix(".json").exists():
-            # the stage this one started from, so the record reproduces the whole chain
-            summary["init_record"] = json.loads(Path(args.init).with_suffix(".json").read_text())
-        path = export_model(
-            out / "best.pt",
-            args.export,
-            record={"command": command, "summary": summary},
+        def report(scores: dict[str, float]) -> None:
+            if progress is False:
+                return
+            parts = [
+                f"{name}: dcdm {scores[f'dcdm_iters/{name}']:.1f} vs cg {scores[f'cg_iters/{name}']:.1f}"
+                for name in problem_names(data_config.problem, distinct=True)
+                if f"dcdm_iters/{name}" in scores
+            ]
+            print(
+                f"  held-out: dcdm {scores['dcdm_iters']:.1f} iterations vs cg {scores['cg_iters']:.1f} "
+                f"(converged {scores['converged']:.0%})"
+                + (f"; {'; '.join(parts)}" if parts else "")
+            )
+
+        _, result = train_dcdm(
+            data,
+            trainer_config,
+            net_config=net_config,
+            eval_directions=args.eval_directions,
+            resume=args.resume,
+            init=args.init,
+            callback=report,
+            deflation_block=args.deflation_block,
         )
-        print(f"exported {path} and {path.with_suffix('.json')}")
-    return 0
+        summary = {
+            "steps": result.steps,
+            "stop_reason": result.stop_reason,
+            "seconds": result.seconds,
+            "final_loss": result.final_loss,
+            "eval": result.eval,
+            "network": net_config.to_dict(),
+            "data": str(data_path),
+            "optimizer": args.optimizer,
+            "lr": args.lr,
+            "threads": torch.get_num_threads(),
+        }
+        write_report(
+            out / "summary.json", {"meta": run_record(device=args.device), **summary}, indent=2
+        )
+        ev = result.eval or {}
+        print(
+            f"dcdm: {result.steps} steps in {result.seconds:.0f} s, final loss {result.final_loss:.4f}; "
+            f"held-out {ev.get('dcdm_iters', float('nan')):.1f} DCDM iterations vs "
+            f"{ev.get('cg_iters', float('nan')):.1f} CG (rtol 1e-4); wrote {out / 'best.pt'}"
+        )
+        if args.export:
+            command = "neuralsolve train dcdm " + " ".join(
+                f"--{k.replace('_', '-')} {v}"
+                for k, v in vars(args).items()
+                if k in ("problem", "n", "geometries", "first_seed", "samples", "ritz", "steps",
+                         "batch_size", "optimizer", "lr", "schedule", "seed", "eval_every",
+                         "eval_directions", "init", "deflation_block")
+                and v is not None
+            )  # fmt: skip
+            for item in args.set or []:
+                command += f" --set {item}"
+            if args.init and Path(args.init).with_suffix(".json").exists():
+                # the stage this one started from, so the record reproduces the whole chain
+                summary["init_record"] = json.loads(
+                    Path(args.init).with_suffix(".json").read_text()
+                )
+            path = export_model(
+                out / "best.pt",
+                args.export,
+                record={"command": command, "summary": summary},
+            )
+            print(f"exported {path} and {path.with_suffix('.json')}")
+        if result.stop_reason.startswith("non-finite"):
+            print(f"neuralsolve train dcdm: error: {result.stop_reason}", file=sys.stderr)
+            return 1
+        return 0

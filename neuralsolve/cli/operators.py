@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import sys
 from pathlib import Path
 from typing import Any
 
 from neuralsolve.report import run_record, write_report
+from neuralsolve.runlock import rank_zero_lock
 
 from ._common import add_threads_arg, parse_assignments, set_threads, usage
 
@@ -34,7 +36,9 @@ examples:
 
 The split is by index: the first samples train, then validation, then test (--train/--val/--test:
 counts, or fractions below 1). best.pt is the model with the lowest validation error (the last
-model when --val is 0); last.pt resumes. Model fields: `--set key=value` (see
+model when --val is 0); last.pt resumes. OUT is locked while a run uses it (OUT/run.lock): a
+second run with the same --out stops at once. A NaN or infinite validation or test error ends
+the command with exit code 1 (summary.json records it, as null, with the reason). Model fields: `--set key=value` (see
 `neuralsolve train operator --list-config MODEL`); Trainer fields: `--set trainer.key=value`.
 """
 
@@ -239,69 +243,90 @@ def _cmd_train_operator(args: argparse.Namespace) -> int:
         raise TypeError(f"unknown Trainer field(s) {unknown}; valid: {', '.join(sorted(valid))}")
     train, val, test, splits = _split_datasets(args.data, args)
     out = Path(args.out or f"runs/{args.model}")
-    steps_per_epoch = max(1, len(train) // args.batch_size)
-    options: dict[str, Any] = {
-        "optimizer": args.optimizer,
-        "optimizer_options": {"weight_decay": args.weight_decay} if args.weight_decay else {},
-        "lr": args.lr,
-        "schedule": args.schedule,
-        "epochs": args.epochs,
-        "batch_size": args.batch_size,
-        "device": args.device,
-        "dtype": args.dtype,
-        "seed": args.seed,
-        "out_dir": str(out),
-        "eval_every": steps_per_epoch if val is not None else 0,
-        "checkpoint_every": steps_per_epoch,
-        "log_every": max(1, steps_per_epoch // 5),
-        "num_workers": args.workers,
-        "progress": False if args.no_progress else None,
-    }
-    options.update(trainer_settings)
-    config = TrainerConfig(**options)
-    _, result = train_operator(
-        args.model,
-        train,
-        config,
-        val=val,
-        model_options=model_options,
-        loss=args.loss,
-        splits={k: v.tolist() for k, v in splits.items()},
-        resume=args.resume,
-    )
-    import torch.distributed as dist
+    # one run per directory: the lock covers training, the test evaluation and summary.json
+    # (rank 0 only: the other ranks of a torchrun launch write nothing)
+    with rank_zero_lock(out):
+        steps_per_epoch = max(1, len(train) // args.batch_size)
+        options: dict[str, Any] = {
+            "optimizer": args.optimizer,
+            "optimizer_options": {"weight_decay": args.weight_decay} if args.weight_decay else {},
+            "lr": args.lr,
+            "schedule": args.schedule,
+            "epochs": args.epochs,
+            "batch_size": args.batch_size,
+            "device": args.device,
+            "dtype": args.dtype,
+            "seed": args.seed,
+            "out_dir": str(out),
+            "eval_every": steps_per_epoch if val is not None else 0,
+            "checkpoint_every": steps_per_epoch,
+            "log_every": max(1, steps_per_epoch // 5),
+            "num_workers": args.workers,
+            "progress": False if args.no_progress else None,
+        }
+        options.update(trainer_settings)
+        config = TrainerConfig(**options)
+        _, result = train_operator(
+            args.model,
+            train,
+            config,
+            val=val,
+            model_options=model_options,
+            loss=args.loss,
+            splits={k: v.tolist() for k, v in splits.items()},
+            resume=args.resume,
+        )
+        import torch.distributed as dist
 
-    from neuralsolve.optim import close_distributed
+        from neuralsolve.optim import close_distributed
 
-    if dist.is_initialized():
-        # every rank closes the group together before rank 0 evaluates alone
-        rank = dist.get_rank()
-        close_distributed()
-        if rank != 0:
-            return 0
-    report = evaluate(out / "best.pt", test, batch_size=args.batch_size, device=args.device)
-    summary = {
-        "model": args.model,
-        "steps": result.steps,
-        "stop_reason": result.stop_reason,
-        "train_seconds": result.seconds,
-        "seconds_per_epoch": result.seconds / max(1, result.steps / steps_per_epoch),
-        "final_loss": result.final_loss,
-        "val": result.eval,
-        "test_rel_l2_mean": report["rel_l2_mean"],
-        "test_rel_l2_max": report["rel_l2_max"],
-        "parameters": report["parameters"],
-        "samples": {k: len(v) for k, v in splits.items()},
-    }
-    write_report(
-        out / "summary.json", {"meta": run_record(device=args.device), **summary}, indent=2
-    )
-    print(
-        f"{args.model}: {result.steps} steps in {result.seconds:.1f} s ({result.stop_reason}); "
-        f"test rel. L2 mean {report['rel_l2_mean']:.4g}, max {report['rel_l2_max']:.4g} "
-        f"on {report['samples']} samples; wrote {out / 'best.pt'}, {out / 'summary.json'}"
-    )
-    return 0 if not result.stop_reason.startswith("non-finite") else 1
+        if dist.is_initialized():
+            # every rank closes the group together before rank 0 evaluates alone
+            rank = dist.get_rank()
+            close_distributed()
+            if rank != 0:
+                return 0
+        best = out / "best.pt"
+        failure = result.stop_reason if result.stop_reason.startswith("non-finite") else None
+        report: dict[str, Any] = {"rel_l2_mean": None, "rel_l2_max": None, "parameters": None}
+        if best.exists():
+            report = evaluate(best, test, batch_size=args.batch_size, device=args.device)
+            test_errors = (report["rel_l2_mean"], report["rel_l2_max"])
+            if failure is None and not all(math.isfinite(v) for v in test_errors):
+                failure = (
+                    f"non-finite test error (mean {report['rel_l2_mean']}, max "
+                    f"{report['rel_l2_max']}): a test sample may hold NaN or infinite values"
+                )
+        summary = {
+            "model": args.model,
+            "steps": result.steps,
+            "stop_reason": result.stop_reason,
+            "error": failure,
+            "train_seconds": result.seconds,
+            "seconds_per_epoch": result.seconds / max(1, result.steps / steps_per_epoch),
+            "final_loss": result.final_loss,
+            "val": result.eval,
+            "test_rel_l2_mean": report["rel_l2_mean"],
+            "test_rel_l2_max": report["rel_l2_max"],
+            "parameters": report["parameters"],
+            "samples": {k: len(v) for k, v in splits.items()},
+        }
+        write_report(
+            out / "summary.json", {"meta": run_record(device=args.device), **summary}, indent=2
+        )
+        if failure is not None:
+            print(
+                f"neuralsolve train operator: error: {failure} (after {result.steps} steps; "
+                f"wrote {out / 'summary.json'})",
+                file=sys.stderr,
+            )
+            return 1
+        print(
+            f"{args.model}: {result.steps} steps in {result.seconds:.1f} s ({result.stop_reason}); "
+            f"test rel. L2 mean {report['rel_l2_mean']:.4g}, max {report['rel_l2_max']:.4g} "
+            f"on {report['samples']} samples; wrote {best}, {out / 'summary.json'}"
+        )
+        return 0
 
 
 # ----------------------------------------------------------------------------- eval

@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from neuralsolve.report import run_record, write_report
+from neuralsolve.runlock import rank_zero_lock
 
 from ._common import add_threads_arg, parse_assignments, set_threads
 
@@ -108,39 +109,41 @@ def _cmd_train_pinn(args: argparse.Namespace) -> int:
         seed=args.seed,
     )
     out = Path(args.out or f"runs/pinn-{args.problem}")
-    result = pinn.fit(
-        args.steps,
-        optimizer=args.optimizer,
-        lr=args.lr,
-        schedule=args.schedule,
-        out_dir=out,
-        resume=args.resume,
-        checkpoint_every=args.checkpoint_every,
-        log_every=args.log_every,
-        progress=False if args.no_progress else None,
-    )
-    error = pinn.error(grid=args.grid) if problem.exact is not None else None
-    summary = {
-        "problem": args.problem,
-        "params": problem.params,
-        "sampler": args.sampler,
-        "n_points": args.n_points,
-        "steps": result.steps,
-        "stop_reason": result.stop_reason,
-        "train_seconds": result.seconds,
-        "final_loss": result.final_loss,
-        "rel_l2": error,
-    }
-    write_report(
-        out / "summary.json", {"meta": run_record(device=args.device), **summary}, indent=2
-    )
-    plot = None
-    if problem.dim <= 2:
-        plot = pinn.plot(out / "pinn.png")
-    what = f"rel. L2 {error:.4g}" if error is not None else "no exact solution to compare"
-    print(
-        f"pinn {args.problem} ({args.sampler}): {result.steps} steps in {result.seconds:.1f} s "
-        f"({result.stop_reason}), final loss {result.final_loss:.4g}, {what}; wrote "
-        f"{out / 'summary.json'}" + (f", {plot}" if plot else "")
-    )
-    return 0 if not result.stop_reason.startswith("non-finite") else 1
+    # one run per directory (neuralsolve.runlock): training, summary and plots
+    with rank_zero_lock(out):
+        result = pinn.fit(
+            args.steps,
+            optimizer=args.optimizer,
+            lr=args.lr,
+            schedule=args.schedule,
+            out_dir=out,
+            resume=args.resume,
+            checkpoint_every=args.checkpoint_every,
+            log_every=args.log_every,
+            progress=False if args.no_progress else None,
+        )
+        error = pinn.error(grid=args.grid) if problem.exact is not None else None
+        summary = {
+            "problem": args.problem,
+            "params": problem.params,
+            "sampler": args.sampler,
+            "n_points": args.n_points,
+            "steps": result.steps,
+            "stop_reason": result.stop_reason,
+            "train_seconds": result.seconds,
+            "final_loss": result.final_loss,
+            "rel_l2": error,
+        }
+        write_report(
+            out / "summary.json", {"meta": run_record(device=args.device), **summary}, indent=2
+        )
+        plot = None
+        if problem.dim <= 2:
+            plot = pinn.plot(out / "pinn.png")
+        what = f"rel. L2 {error:.4g}" if error is not None else "no exact solution to compare"
+        print(
+            f"pinn {args.problem} ({args.sampler}): {result.steps} steps in {result.seconds:.1f} s "
+            f"({result.stop_reason}), final loss {result.final_loss:.4g}, {what}; wrote "
+            f"{out / 'summary.json'}" + (f", {plot}" if plot else "")
+        )
+        return 0 if not result.stop_reason.startswith("non-finite") else 1
