@@ -14,6 +14,8 @@ from neuralsolve.optim.curvature import top_eigenvalues
 
 # every optimizer of ours that takes parameter groups (L-BFGS takes one group: tested apart)
 GROUPED = ["muon", "mfac", "sophia", "adahessian", "adamp", "diffgrad", "dct-lowrank"]
+# and torch's, as the registry (so the Trainer and the CLI) hands them out
+TORCH = ["adam", "adamw", "sgd"]
 
 
 def _backward(loss: torch.Tensor, params: list[torch.Tensor], create_graph: bool) -> None:
@@ -155,7 +157,7 @@ def _group_has(name: str, key: str) -> bool:
     return key in opt.param_groups[0]
 
 
-@pytest.mark.parametrize("name", GROUPED)
+@pytest.mark.parametrize("name", GROUPED + TORCH)
 @pytest.mark.parametrize(("group", "match"), BAD_GROUPS)
 def test_hyperparameters_of_a_parameter_group_are_validated(
     name: str, group: dict, match: str
