@@ -132,6 +132,7 @@ def _verify_checksums(path: Path) -> None:
             f"{str(path)!r} is not a readable torch checkpoint (corrupt zip archive: {exc})"
         ) from None
     if bad is not None:
+        bad = bad.split("/", 1)[-1]  # torch roots the archive at the (temporary) file's stem
         raise DataFormatError(
             f"{str(path)!r} is corrupt: the bytes of its member {bad!r} do not match the checksum "
             "(CRC-32) stored when it was written (a disk, copy or transfer error). Use another "
