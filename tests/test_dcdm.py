@@ -532,7 +532,10 @@ def test_cli_trains_resumes_exports_and_the_model_loads(tmp_path: Path) -> None:
         ]
 
     assert steps()[-1] == 30
-    assert main([*args[:-3], "--steps", "40", "--out", str(out), "--no-progress", "--resume"]) == 0
+    # 10 more steps: the finished cosine schedule is stretched to 40 steps (else lr 0), and says so
+    with pytest.warns(ns.optim.ScheduleExtendedWarning, match="stretched to 40 steps"):
+        code = main([*args[:-3], "--steps", "40", "--out", str(out), "--no-progress", "--resume"])
+    assert code == 0
     assert steps()[-1] == 40 and max(steps()) == 40  # continued from step 30, not restarted
     assert main([*args, "--export", str(tmp_path / "m.pt")]) == 0  # the cached data is reused
     record = json.loads((tmp_path / "m.json").read_text())
