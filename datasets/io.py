@@ -39,7 +39,7 @@ import torch
 
 from neuralsolve._version import __version__
 from neuralsolve.errors import DataFormatError
-from neuralsolve.fileio import atomic_path
+from neuralsolve.fileio import atomic_path, h5_writer
 
 __all__ = [
     "MESH_SUFFIXES",
@@ -230,7 +230,7 @@ def write_system(path: str | Path, A: Any, b: Any = None, x: Any = None, **attrs
     suffix = p.suffix.lower()
     with atomic_path(p) as tmp:
         if suffix in (".h5", ".hdf5"):
-            with h5py.File(tmp, "w") as f:
+            with h5_writer(tmp) as f:
                 f.attrs["neuralsolve_format"] = "linear-system"
                 f.attrs["version"] = LAYOUT_VERSION
                 f.attrs["neuralsolve_version"] = __version__
@@ -295,7 +295,7 @@ def write_solution(path: str | Path, x: Any, *, problem: Any = None, name: str =
             np.save(fh, vec)
         return p
     if suffix in (".h5", ".hdf5"):
-        with atomic_path(p) as tmp, h5py.File(tmp, "w") as f:
+        with atomic_path(p) as tmp, h5_writer(tmp) as f:
             f.create_dataset("x", data=vec)
             f.attrs["neuralsolve_version"] = __version__
             if problem is not None:
