@@ -535,12 +535,26 @@ def _numpy_or_none(v: Any) -> np.ndarray | None:
     return np.asarray(v)
 
 
-def write_solution(path: str | Path, x: Any, *, problem: Any = None, name: str = "u") -> Path:
+def write_solution(
+    path: str | Path,
+    x: Any,
+    *,
+    problem: Any = None,
+    name: str = "u",
+    attrs: dict[str, Any] | None = None,
+) -> Path:
     """Write a solution atomically.
 
-    ``.npy``: the array; ``.h5``: dataset ``x`` (attributes: version, problem name);
+    ``.npy``: the array; ``.h5``: dataset ``x`` (attributes: version, problem name, and
+    ``attrs``, e.g. the solve's ``status``, ``converged``, ``iterations``, ``rel_residual``);
     ``.vtu`` / ``.xdmf``: a ParaView file, which needs ``problem`` (a FEM problem: point data on
     its mesh; a gallery grid problem: cell data on the grid's quads/hexahedra, NaN in solids).
+    ``attrs`` are stored only by ``.h5``.
+
+    Raises
+    ------
+    FileWriteError
+        The file could not be written (an earlier file at ``path`` is kept).
     """
     p = Path(path)
     vec = _numpy_or_none(x)
@@ -557,6 +571,8 @@ def write_solution(path: str | Path, x: Any, *, problem: Any = None, name: str =
             f.attrs["neuralsolve_version"] = __version__
             if problem is not None:
                 f.attrs["problem"] = str(getattr(problem, "name", ""))
+            for k, v in (attrs or {}).items():
+                f.attrs[k] = v
         return p
     if suffix in (".vtu", ".xdmf", ".xmf", ".vtk"):
         mesh = _solution_mesh(problem, vec, name)

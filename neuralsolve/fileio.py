@@ -25,7 +25,13 @@ from typing import Any
 
 from .errors import FileWriteError
 
-__all__ = ["STALE_AGE_S", "atomic_path", "h5_writer", "remove_stale_temporaries"]
+__all__ = [
+    "STALE_AGE_S",
+    "atomic_path",
+    "check_writable",
+    "h5_writer",
+    "remove_stale_temporaries",
+]
 
 STALE_AGE_S = 24 * 3600.0
 """A temporary this old (seconds) is stale whoever wrote it (another host, an older layout)."""
@@ -101,6 +107,32 @@ def _write_error(target: Path, exc: OSError, doing: str) -> FileWriteError:
         "an earlier file at that path is unchanged",
         str(target),
     )
+
+
+def check_writable(path: str | os.PathLike[str]) -> Path:
+    """Fail early, before hours of work, when ``path`` cannot be written: it is a directory,
+    or its nearest existing directory is not writable (or not a directory).
+
+    Raises
+    ------
+    FileWriteError
+        Naming ``path`` and the cause.
+    """
+    target = Path(path)
+    if target.is_dir():
+        raise _write_error(target, IsADirectoryError(errno.EISDIR, "is a directory"), "target")
+    parent = target.parent
+    while not parent.exists() and parent != parent.parent:
+        parent = parent.parent
+    if not parent.is_dir():
+        raise _write_error(
+            target, NotADirectoryError(errno.ENOTDIR, f"{str(parent)!r} is not a directory"), "path"
+        )
+    if not os.access(parent, os.W_OK | os.X_OK):
+        raise _write_error(
+            target, PermissionError(errno.EACCES, f"{str(parent)!r} is not writable"), "directory"
+        )
+    return target
 
 
 @contextlib.contextmanager
