@@ -160,15 +160,20 @@ def _available_memory() -> int:
 
 
 def _gb(nbytes: float) -> str:
-    return f"{nbytes / 1e9:.3g} GB"
+    """``1.6e9`` -> ``"1.6 GB"``, ``16384`` -> ``"16.4 kB"``."""
+    for unit, size in (("TB", 1e12), ("GB", 1e9), ("MB", 1e6), ("kB", 1e3)):
+        if nbytes >= size:
+            return f"{nbytes / size:.3g} {unit}"
+    return f"{int(nbytes)} bytes"
 
 
 def _check_fits(p: Path, nbytes: float, what: str) -> None:
     available = _available_memory()
     if nbytes > available:
         raise DataFormatError(
-            f"{str(p)!r}: {what} needs about {_gb(nbytes)}, more than the {_gb(available)} of "
-            "memory available; refused before allocating (is the header right?)"
+            f"{str(p)!r}: reading {what} takes about {_gb(nbytes)}, more than the "
+            f"{_gb(available)} of memory available; refused before allocating (are the "
+            "declared sizes right?)"
         )
 
 

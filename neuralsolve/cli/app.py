@@ -3,9 +3,10 @@ the operator-learning ``data``, ``train operator``, ``eval`` (in :mod:`.operator
 ``train dcdm`` (in :mod:`.dcdm`).
 
 Exit codes: 0 success, 1 a solve (or training run) that did not converge, 2 bad input or
-usage (a malformed file, a bad option, a device this machine lacks), 3 an I/O failure (an
-output that cannot be written: read-only directory, a directory in the way, a full disk; an
-input that cannot be read), 4 an internal error (a bug: the traceback is printed).
+usage (a missing, unreadable or malformed input file, a bad option, a device this machine
+lacks), 3 an I/O failure (an output that cannot be written: read-only directory, a directory in
+the way, a full disk; the system out of memory), 4 an internal error (a bug: the traceback is
+printed).
 """
 
 from __future__ import annotations
