@@ -287,3 +287,23 @@ def test_unreadable_matrix_market_files_say_what_is_wrong(
     (tmp_path / "e.mtx").write_bytes(content)
     with pytest.raises(ns.DataFormatError, match=match):
         read_system(tmp_path / "e.mtx")
+
+
+def test_a_matrix_market_file_we_may_not_read_says_so(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Before: scipy opened it in C++ and reported "Missing banner". (Root reads any file, so
+    the refusal is simulated where the operating system gives it.)"""
+    import builtins
+
+    path = write_system(tmp_path / "locked.mtx", _tridiagonal())
+    real_open = builtins.open
+
+    def guarded_open(file: object, *args: object, **kwargs: object) -> object:
+        if Path(str(file)) == path:
+            raise PermissionError(13, "Permission denied", str(file))
+        return real_open(file, *args, **kwargs)  # type: ignore[call-overload]
+
+    monkeypatch.setattr(builtins, "open", guarded_open)
+    with pytest.raises(ns.DataFormatError, match=r"locked\.mtx' could not be read: Permission"):
+        read_system(path)
