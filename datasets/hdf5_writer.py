@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import operator
 import os
@@ -19,7 +20,7 @@ import torch
 from neuralsolve._version import __version__
 from neuralsolve.checks import check_choice, check_int
 from neuralsolve.errors import NonFiniteError
-from neuralsolve.fileio import atomic_path
+from neuralsolve.fileio import atomic_path, h5_writer
 
 from .hdf5 import AXES, FORMAT, GRID_KINDS, LAYOUT_VERSION, RESERVED_ATTRS
 
@@ -172,6 +173,7 @@ class DatasetWriter(AbstractContextManager["DatasetWriter"]):
         self._written = np.zeros(self.samples, dtype=bool)
         self._file: h5py.File | None = None
         self._atomic: AbstractContextManager[Path] | None = None
+        self._h5: AbstractContextManager[h5py.File] | None = None
         self._used = False
 
     @property
@@ -210,7 +212,8 @@ class DatasetWriter(AbstractContextManager["DatasetWriter"]):
         tmp = self._atomic.__enter__()
         f: h5py.File | None = None
         try:
-            f = h5py.File(tmp, "w")
+            self._h5 = h5_writer(tmp)
+            f = self._h5.__enter__()
             f.attrs["neuralsolve_format"] = FORMAT
             f.attrs["version"] = LAYOUT_VERSION
             f.attrs["neuralsolve_version"] = __version__
@@ -232,8 +235,10 @@ class DatasetWriter(AbstractContextManager["DatasetWriter"]):
             for axis, c in self._coordinates.items():
                 f.create_dataset(f"coordinates/{axis}", data=c)
         except BaseException as exc:
-            if f is not None:
-                f.close()
+            if self._h5 is not None:
+                with contextlib.suppress(OSError):
+                    self._h5.__exit__(None, None, None)
+                self._h5 = None
             self._atomic.__exit__(type(exc), exc, exc.__traceback__)
             self._atomic = None
             raise
@@ -297,6 +302,7 @@ class DatasetWriter(AbstractContextManager["DatasetWriter"]):
                 )
         self._file["inputs"][start : start + k] = x
         self._file["outputs"][start : start + k] = y
+        self._file.guard.check()  # a full disk: stop now, not after generating every sample
         self._written[start : start + k] = True
 
     @property
@@ -310,13 +316,14 @@ class DatasetWriter(AbstractContextManager["DatasetWriter"]):
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
-        f, self._file = self._file, None
+        self._file = None
+        h5, self._h5 = self._h5, None
         atomic, self._atomic = self._atomic, None
         if atomic is None:
             return None
         try:
-            if f is not None:
-                f.close()
+            if h5 is not None:
+                h5.__exit__(None, None, None)  # closes; raises a recorded write error
         except BaseException as close_exc:
             atomic.__exit__(type(close_exc), close_exc, close_exc.__traceback__)
             raise

@@ -2,8 +2,12 @@
 
 Readers (by file suffix):
 
-* Matrix Market ``.mtx`` / ``.mm`` (``scipy.io.mmread``); a right-hand side is read from a
-  sibling ``<stem>_b.mtx`` when present (the SuiteSparse convention);
+* Matrix Market ``.mtx`` / ``.mm`` (``scipy.io.mmread``, after the header is checked against
+  the file's size and the memory available); a right-hand side is read from a sibling
+  ``<stem>_b.mtx`` when present (the SuiteSparse convention). :func:`write_system` stamps
+  both files with one write id (a ``%neuralsolve-write-id`` comment) and removes an older
+  sibling when it writes no right-hand side; a sibling whose id differs from the matrix's is
+  refused, never paired;
 * scipy ``.npz`` (``scipy.sparse.save_npz`` layout, optionally with extra arrays ``b``, ``x``);
 * HDF5 ``.h5`` / ``.hdf5`` in the project's linear-system layout (below);
 * meshes (``.msh``, ``.vtu``, ``.vtk``, ``.xdmf``, ...) through meshio: :func:`load_problem`
@@ -19,6 +23,11 @@ The HDF5 linear-system layout, version 1::
     /b               (n,) or (n, k)      optional right-hand side(s)
     /x               (n,) or (n, k)      optional solution(s)
 
+Every reader checks what it reads before using it: CSR/CSC arrays (bounds, monotone
+``indptr``, lengths; :func:`~neuralsolve.linop.check_compressed_arrays`), declared sizes against
+the data and the memory available, real (not complex) values, and ``b``/``x`` lengths; a
+failure is a :class:`~neuralsolve.errors.DataFormatError` naming the file and the array.
+
 Writers are atomic (temporary file, then rename): :func:`write_system` (``.h5``, ``.mtx``,
 ``.npz``) and :func:`write_solution` (``.npy``, ``.h5``, and ``.vtu`` / ``.xdmf`` for a problem
 with a mesh or a grid, for ParaView).
@@ -26,6 +35,10 @@ with a mesh or a grid, for ParaView).
 
 from __future__ import annotations
 
+import contextlib
+import os
+import uuid
+import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -39,7 +52,8 @@ import torch
 
 from neuralsolve._version import __version__
 from neuralsolve.errors import DataFormatError
-from neuralsolve.fileio import atomic_path
+from neuralsolve.fileio import atomic_path, h5_writer
+from neuralsolve.linop import check_compressed_arrays
 
 __all__ = [
     "MESH_SUFFIXES",
@@ -90,8 +104,12 @@ def read_system(path: str | Path) -> LinearSystem:
     suffix = p.suffix.lower()
     if suffix in (".mtx", ".mm"):
         A = _read_mtx_matrix(p)
-        sibling = p.with_name(f"{p.stem}_b{p.suffix}")
-        b = read_rhs(sibling) if sibling.exists() else None
+        sibling = _rhs_sibling(p)
+        b = None
+        if sibling.exists():
+            _check_same_write(p, sibling)
+            b = read_rhs(sibling)
+            _check_vector_length(b, A, sibling, "the right-hand side")
         return LinearSystem(A=A, b=b, path=p)
     if suffix == ".npz":
         return _read_npz(p)
@@ -107,12 +125,221 @@ def read_system(path: str | Path) -> LinearSystem:
     )
 
 
-def _read_mtx_matrix(p: Path) -> sp.csr_array:
+WRITE_ID = "neuralsolve-write-id:"
+_BANNER = "%%MatrixMarket matrix coordinate real general"
+# the fewest bytes one entry can take in the file ("1 1 1\n", "1 1\n", "1\n")
+_MIN_ENTRY_BYTES = {("coordinate", "pattern"): 4, ("coordinate", "other"): 6, ("array", "other"): 2}
+
+
+@dataclass
+class _MtxHeader:
+    format: str  # coordinate or array
+    field: str  # real, integer, pattern, complex
+    symmetry: str
+    rows: int
+    cols: int
+    entries: int
+    write_id: str | None
+    data_bytes: int  # bytes after the size line
+
+
+def _rhs_sibling(p: Path) -> Path:
+    return p.with_name(f"{p.stem}_b{p.suffix}")
+
+
+def _available_memory() -> int:
+    """Bytes of memory available now (``MemAvailable``; the physical size where unknown)."""
+    with contextlib.suppress(OSError, ValueError, IndexError):
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith("MemAvailable:"):
+                return int(line.split()[1]) * 1024
     try:
-        M = scipy.io.mmread(p)
+        return int(os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE"))
+    except (ValueError, OSError, AttributeError):
+        return 2**62
+
+
+def _gb(nbytes: float) -> str:
+    """``1.6e9`` -> ``"1.6 GB"``, ``16384`` -> ``"16.4 kB"``."""
+    for unit, size in (("TB", 1e12), ("GB", 1e9), ("MB", 1e6), ("kB", 1e3)):
+        if nbytes >= size:
+            return f"{nbytes / size:.3g} {unit}"
+    return f"{int(nbytes)} bytes"
+
+
+def _check_fits(p: Path, nbytes: float, what: str) -> None:
+    available = _available_memory()
+    if nbytes > available:
+        raise DataFormatError(
+            f"{str(p)!r}: reading {what} takes about {_gb(nbytes)}, more than the "
+            f"{_gb(available)} of memory available; refused before allocating (are the "
+            "declared sizes right?)"
+        )
+
+
+def _read_mtx_header(p: Path) -> _MtxHeader:
+    """Parse and check a Matrix Market header before scipy allocates anything."""
+    size = p.stat().st_size
+    if size == 0:
+        raise DataFormatError(
+            f"{str(p)!r} is empty: expected a Matrix Market file starting with {_BANNER!r}"
+        )
+    write_id = None
+    with open(p, "rb") as fh:
+        first = fh.readline(1024)
+        if not first.lower().startswith(b"%%matrixmarket"):
+            shown = first[:60].decode("utf-8", "replace").rstrip()
+            raise DataFormatError(
+                f"{str(p)!r} is not a Matrix Market file: its first line should be the banner "
+                f"{_BANNER!r} (or with array/integer/pattern/symmetric), but it is {shown!r}"
+            )
+        words = first.decode("ascii", "replace").split()
+        if len(words) != 5 or words[1].lower() != "matrix":
+            raise DataFormatError(
+                f"{str(p)!r} has a malformed Matrix Market banner {first.decode('ascii', 'replace').strip()!r}: "
+                f"expected five words, e.g. {_BANNER!r}"
+            )
+        fmt, fld, symmetry = (w.lower() for w in words[2:])
+        while True:
+            line = fh.readline(4096)
+            if not line:
+                raise DataFormatError(f"{str(p)!r} ends before the size line of its header")
+            text = line.decode("ascii", "replace").strip()
+            if text.startswith("%"):
+                if text[1:].strip().startswith(WRITE_ID):
+                    write_id = text[1:].strip()[len(WRITE_ID) :].strip()
+                continue
+            if text:
+                break
+        data_bytes = size - fh.tell()
+    if fmt not in ("coordinate", "array"):
+        raise DataFormatError(
+            f"{str(p)!r} declares format {fmt!r}; Matrix Market has 'coordinate' and 'array'"
+        )
+    if fld == "complex":
+        raise DataFormatError(
+            f"{str(p)!r} holds a complex matrix ('complex' in its banner); neuralsolve solves "
+            "real systems and does not drop the imaginary part: write the real form "
+            "[[Re A, -Im A], [Im A, Re A]] of the system instead"
+        )
+    if fld not in ("real", "integer", "pattern"):
+        raise DataFormatError(
+            f"{str(p)!r} declares field {fld!r}; readable: real, integer, pattern"
+        )
+    try:
+        numbers = [int(w) for w in text.split()]
+    except ValueError:
+        numbers = []
+    expected = 3 if fmt == "coordinate" else 2
+    if len(numbers) != expected or min(numbers) < 0:
+        raise DataFormatError(
+            f"{str(p)!r} has the size line {text[:80]!r}; a {fmt} file needs {expected} "
+            f"non-negative integers ({'rows columns entries' if expected == 3 else 'rows columns'})"
+        )
+    rows, cols = numbers[0], numbers[1]
+    if fmt == "coordinate":
+        entries = numbers[2]
+        capacity = rows * (rows + 1) // 2 if symmetry != "general" and rows == cols else rows * cols
+        if entries > capacity:
+            raise DataFormatError(
+                f"{str(p)!r} declares {entries} entries for a {rows} x {cols} {symmetry} matrix, "
+                f"which has room for {capacity}"
+            )
+    else:
+        entries = rows * cols if symmetry == "general" else rows * (rows + 1) // 2
+    min_bytes = _MIN_ENTRY_BYTES[(fmt, "pattern" if fld == "pattern" else "other")]
+    if entries * min_bytes > data_bytes:
+        raise DataFormatError(
+            f"{str(p)!r} declares a {rows} x {cols} matrix with {entries} entries, but only "
+            f"{data_bytes} bytes of data follow the header (each entry takes at least "
+            f"{min_bytes}): the file is truncated or its size line is wrong"
+        )
+    return _MtxHeader(fmt, fld, symmetry, rows, cols, entries, write_id, data_bytes)
+
+
+def _read_mtx(p: Path, *, square: bool) -> Any:
+    """``scipy.io.mmread(p)`` after the header checks; ``square``: a system matrix."""
+    try:
+        head = _read_mtx_header(p)
+    except OSError as exc:
+        raise DataFormatError(f"{str(p)!r} could not be read: {exc.strerror or exc}") from exc
+    if head.format == "coordinate":
+        stored = head.entries * (1 if head.symmetry == "general" else 2)
+        if square and head.rows == head.cols and head.entries < head.rows:
+            raise DataFormatError(
+                f"{str(p)!r} declares a {head.rows} x {head.cols} matrix with {head.entries} "
+                f"stored entries: at least {head.rows - head.entries} of its rows are empty, so "
+                "the system is singular; check the size line"
+            )
+        # COO triplets, then CSR (values, column indices, row pointers); twice at the peak
+        nbytes = 2 * (24 * stored + 8 * (head.rows + 1))
+    else:
+        nbytes = 2 * 8 * head.rows * head.cols
+    _check_fits(p, nbytes, f"a {head.rows} x {head.cols} matrix with {head.entries} entries")
+    try:
+        return scipy.io.mmread(p)
     except Exception as exc:
         raise DataFormatError(f"{str(p)!r} is not a readable Matrix Market file: {exc}") from exc
-    return _as_matrix(M, p)
+
+
+def _read_mtx_matrix(p: Path) -> sp.csr_array:
+    return _as_matrix(_read_mtx(p, square=True), p)
+
+
+def _check_same_write(matrix: Path, sibling: Path) -> None:
+    """Refuse a ``<name>_b.mtx`` that another write left beside ``<name>.mtx``."""
+    mine = _read_mtx_header(matrix).write_id
+    if mine is None:
+        return  # not written by neuralsolve: the SuiteSparse convention pairs them
+    theirs = _read_mtx_header(sibling).write_id
+    if theirs != mine:
+        raise DataFormatError(
+            f"{str(sibling)!r} lies beside {str(matrix)!r} but was not written with it "
+            f"(write id {theirs or 'none'}, the matrix has {mine}): it is a right-hand side of "
+            "another system, so it is not used; delete it, or pass it explicitly "
+            "(read_rhs / `neuralsolve solve --rhs`) if it is the one you want"
+        )
+
+
+def _check_vector_length(v: np.ndarray, A: Any, p: Path, what: str) -> None:
+    if v.ndim not in (1, 2) or v.shape[0] != A.shape[0]:
+        raise DataFormatError(
+            f"{str(p)!r}: {what} has shape {v.shape}, but the matrix is {A.shape[0]} x "
+            f"{A.shape[1]}: expected ({A.shape[0]},) or ({A.shape[0]}, k)"
+        )
+
+
+def _check_real(v: np.ndarray, p: Path, name: str) -> None:
+    if v.dtype.kind == "c":
+        raise DataFormatError(
+            f"{str(p)!r}: {name!r} is complex ({v.dtype}); neuralsolve solves real systems and "
+            "does not drop the imaginary part: store the real form [[Re A, -Im A], [Im A, Re A]] "
+            "of the system instead"
+        )
+    if v.dtype.kind not in "fiub":
+        raise DataFormatError(f"{str(p)!r}: {name!r} has dtype {v.dtype}, expected real numbers")
+
+
+def _compressed_matrix(
+    p: Path, data: np.ndarray, indices: np.ndarray, indptr: np.ndarray, shape: Any, *,
+    fmt: str, names: tuple[str, str, str],
+) -> sp.csr_array:  # fmt: skip
+    """A CSR array from file arrays, every structural property checked first."""
+    try:
+        dims = tuple(int(s) for s in np.asarray(shape).reshape(-1))
+    except (TypeError, ValueError):
+        dims = ()
+    if len(dims) != 2:
+        raise DataFormatError(
+            f"{str(p)!r}: the shape {shape!r} is not two integers (rows, columns)"
+        )
+    _check_real(np.asarray(data), p, names[2])
+    try:
+        check_compressed_arrays(indptr, indices, data, dims, names=names, fmt=fmt)  # type: ignore[arg-type]
+    except ValueError as exc:
+        raise DataFormatError(f"{str(p)!r} holds a broken {fmt.upper()} matrix: {exc}") from None
+    cls = sp.csr_array if fmt == "csr" else sp.csc_array
+    return sp.csr_array(cls((data, indices, indptr), shape=dims))
 
 
 def _as_matrix(M: Any, p: Path) -> sp.csr_array:
@@ -125,6 +352,13 @@ def _as_matrix(M: Any, p: Path) -> sp.csr_array:
 
 
 def _read_npz(p: Path) -> LinearSystem:
+    try:
+        with zipfile.ZipFile(p) as zf:  # the declared (uncompressed) sizes, before reading
+            _check_fits(p, sum(i.file_size for i in zf.infolist()), "its arrays")
+    except zipfile.BadZipFile as exc:
+        raise DataFormatError(f"{str(p)!r} is not a readable .npz file: {exc}") from exc
+    except OSError as exc:
+        raise DataFormatError(f"{str(p)!r} could not be read: {exc.strerror or exc}") from exc
     try:
         with np.load(p, allow_pickle=False) as z:
             keys = set(z.files)
@@ -139,15 +373,17 @@ def _read_npz(p: Path) -> LinearSystem:
                 raise DataFormatError(
                     f"{str(p)!r} stores format {fmt!r}; neuralsolve reads csr or csc"
                 )
-            cls = sp.csr_array if fmt == "csr" else sp.csc_array
-            A = sp.csr_array(cls((z["data"], z["indices"], z["indptr"]), shape=tuple(z["shape"])))
+            A = _compressed_matrix(
+                p, z["data"], z["indices"], z["indptr"], z["shape"], fmt=fmt,
+                names=("indptr", "indices", "data"),
+            )  # fmt: skip
             b = z["b"] if "b" in keys else None
             x = z["x"] if "x" in keys else None
     except DataFormatError:
         raise
     except Exception as exc:
         raise DataFormatError(f"{str(p)!r} is not a readable .npz file: {exc}") from exc
-    return LinearSystem(A=A, b=b, x=x, path=p)
+    return _checked_system(LinearSystem(A=A, b=b, x=x, path=p))
 
 
 def _read_h5(p: Path) -> LinearSystem:
@@ -166,18 +402,34 @@ def _read_h5(p: Path) -> LinearSystem:
         shape = attrs.get("shape", f["A"].attrs.get("shape"))
         if shape is None:
             raise DataFormatError(f"{str(p)!r} has no 'shape' attribute on / or /A")
+        keys = [k for k in ("A/data", "A/indices", "A/indptr", "b", "x") if k in f]
+        for k in keys:
+            if not isinstance(f[k], h5py.Dataset):
+                raise DataFormatError(f"{str(p)!r}: {k!r} is a group, expected a dataset")
+            _check_real(np.empty(0, dtype=f[k].dtype), p, k)
+        # declared sizes (a compressed dataset can claim far more than the file holds)
+        _check_fits(p, sum(f[k].size * f[k].dtype.itemsize for k in keys), "its datasets")
         try:
-            A = sp.csr_array(
-                (f["A/data"][()], f["A/indices"][()], f["A/indptr"][()]),
-                shape=tuple(int(s) for s in shape),
-            )
-        except (ValueError, OSError) as exc:
-            raise DataFormatError(
-                f"{str(p)!r}: the CSR arrays under /A are inconsistent ({exc})"
-            ) from exc
-        b = f["b"][()] if "b" in f else None
-        x = f["x"][()] if "x" in f else None
-    return LinearSystem(A=A, b=b, x=x, attrs=attrs, path=p)
+            arrays = {k: f[k][()] for k in keys}
+        except (OSError, ValueError) as exc:
+            raise DataFormatError(f"{str(p)!r}: a dataset could not be read ({exc})") from exc
+        A = _compressed_matrix(
+            p, arrays["A/data"], arrays["A/indices"], arrays["A/indptr"], shape, fmt="csr",
+            names=("A/indptr", "A/indices", "A/data"),
+        )  # fmt: skip
+        b, x = arrays.get("b"), arrays.get("x")
+    return _checked_system(LinearSystem(A=A, b=b, x=x, attrs=attrs, path=p))
+
+
+def _checked_system(system: LinearSystem) -> LinearSystem:
+    p = system.path or Path("<memory>")
+    for name in ("b", "x"):
+        v = getattr(system, name)
+        if v is not None:
+            v = np.asarray(v)
+            _check_real(v, p, name)
+            _check_vector_length(v, system.A, p, repr(name))
+    return system
 
 
 def _plain(v: Any) -> Any:
@@ -198,7 +450,7 @@ def read_rhs(path: str | Path) -> np.ndarray:
         if suffix == ".npy":
             b = np.load(p, allow_pickle=False)
         elif suffix in (".mtx", ".mm"):
-            M = scipy.io.mmread(p)
+            M = _read_mtx(p, square=False)
             b = M.toarray() if sp.issparse(M) else np.asarray(M)
         elif suffix in (".h5", ".hdf5"):
             with h5py.File(p, "r") as f:
@@ -216,8 +468,7 @@ def read_rhs(path: str | Path) -> np.ndarray:
     b = np.asarray(b)
     if b.ndim == 2 and b.shape[1] == 1:
         b = b[:, 0]
-    if b.dtype.kind not in "fiu":
-        raise DataFormatError(f"{str(p)!r} holds dtype {b.dtype}, expected real numbers")
+    _check_real(b, p, "b")
     return b.astype(np.float64) if b.dtype.kind != "f" else b
 
 
@@ -230,7 +481,7 @@ def write_system(path: str | Path, A: Any, b: Any = None, x: Any = None, **attrs
     suffix = p.suffix.lower()
     with atomic_path(p) as tmp:
         if suffix in (".h5", ".hdf5"):
-            with h5py.File(tmp, "w") as f:
+            with h5_writer(tmp) as f:
                 f.attrs["neuralsolve_format"] = "linear-system"
                 f.attrs["version"] = LAYOUT_VERSION
                 f.attrs["neuralsolve_version"] = __version__
@@ -261,10 +512,21 @@ def write_system(path: str | Path, A: Any, b: Any = None, x: Any = None, **attrs
             with open(tmp, "wb") as fh:
                 np.savez_compressed(fh, **arrays)
         elif suffix in (".mtx", ".mm"):
-            scipy.io.mmwrite(tmp, sp.coo_array(mat), symmetry="general")
+            # one id in both files: a reader pairs them only when the ids agree, so a crash
+            # between the two renames, or a sibling left by another write, is never paired
+            stamp = f"{WRITE_ID} {uuid.uuid4().hex}"
+            scipy.io.mmwrite(tmp, sp.coo_array(mat), comment=stamp, symmetry="general")
+            sibling = _rhs_sibling(p)
             if b is not None:
-                with atomic_path(p.with_name(f"{p.stem}_b{p.suffix}")) as tb:
-                    scipy.io.mmwrite(tb, b.reshape(len(b), -1))
+                with atomic_path(sibling) as tb:
+                    scipy.io.mmwrite(tb, b.reshape(len(b), -1), comment=stamp)
+            elif sibling.exists():
+                try:
+                    sibling.unlink()  # an older write's right-hand side
+                except OSError as exc:
+                    raise OSError(
+                        exc.errno, f"cannot remove the stale right-hand side {str(sibling)!r}"
+                    ) from exc
         else:
             raise DataFormatError(f"cannot write a system to {p.suffix!r}: use .h5, .npz or .mtx")
     return p
@@ -278,12 +540,26 @@ def _numpy_or_none(v: Any) -> np.ndarray | None:
     return np.asarray(v)
 
 
-def write_solution(path: str | Path, x: Any, *, problem: Any = None, name: str = "u") -> Path:
+def write_solution(
+    path: str | Path,
+    x: Any,
+    *,
+    problem: Any = None,
+    name: str = "u",
+    attrs: dict[str, Any] | None = None,
+) -> Path:
     """Write a solution atomically.
 
-    ``.npy``: the array; ``.h5``: dataset ``x`` (attributes: version, problem name);
+    ``.npy``: the array; ``.h5``: dataset ``x`` (attributes: version, problem name, and
+    ``attrs``, e.g. the solve's ``status``, ``converged``, ``iterations``, ``rel_residual``);
     ``.vtu`` / ``.xdmf``: a ParaView file, which needs ``problem`` (a FEM problem: point data on
     its mesh; a gallery grid problem: cell data on the grid's quads/hexahedra, NaN in solids).
+    ``attrs`` are stored only by ``.h5``.
+
+    Raises
+    ------
+    FileWriteError
+        The file could not be written (an earlier file at ``path`` is kept).
     """
     p = Path(path)
     vec = _numpy_or_none(x)
@@ -295,11 +571,13 @@ def write_solution(path: str | Path, x: Any, *, problem: Any = None, name: str =
             np.save(fh, vec)
         return p
     if suffix in (".h5", ".hdf5"):
-        with atomic_path(p) as tmp, h5py.File(tmp, "w") as f:
+        with atomic_path(p) as tmp, h5_writer(tmp) as f:
             f.create_dataset("x", data=vec)
             f.attrs["neuralsolve_version"] = __version__
             if problem is not None:
                 f.attrs["problem"] = str(getattr(problem, "name", ""))
+            for k, v in (attrs or {}).items():
+                f.attrs[k] = v
         return p
     if suffix in (".vtu", ".xdmf", ".xmf", ".vtk"):
         mesh = _solution_mesh(problem, vec, name)

@@ -22,6 +22,8 @@ from ._version import __version__
 from .errors import (
     ConvergenceError,
     DataFormatError,
+    DeviceError,
+    FileWriteError,
     GridStructureError,
     NeuralSolveWarning,
     NonFiniteError,
@@ -46,7 +48,9 @@ __all__ = [
     "ConvergenceError",
     "DataFormatError",
     "DenseOperator",
+    "DeviceError",
     "DiagonalOperator",
+    "FileWriteError",
     "GridStructureError",
     "IdentityOperator",
     "LinearOperator",

@@ -24,7 +24,13 @@ from ._version import __version__
 from .errors import DataFormatError, NeuralSolveWarning
 from .fileio import atomic_path
 
-__all__ = ["FORMAT", "VersionMismatchWarning", "load_checkpoint", "save_checkpoint"]
+__all__ = [
+    "FORMAT",
+    "VersionMismatchWarning",
+    "load_checkpoint",
+    "load_module_state",
+    "save_checkpoint",
+]
 
 FORMAT = "neuralsolve-checkpoint"
 LAYOUT_VERSION = 1
@@ -32,6 +38,54 @@ LAYOUT_VERSION = 1
 
 class VersionMismatchWarning(NeuralSolveWarning):
     """A checkpoint written by another neuralsolve version was loaded."""
+
+
+def load_module_state(
+    module: torch.nn.Module, state: Any, *, path: str | Path, what: str = "model"
+) -> None:
+    """``module.load_state_dict(state)``, with a mismatch reported as the file's problem.
+
+    torch raises a ``RuntimeError`` (a long list of missing keys and size mismatches) when the
+    weights do not fit the module: a checkpoint whose config was edited, a run resumed with
+    another model. This names the file and says what to do.
+
+    Raises
+    ------
+    DataFormatError
+        ``state`` is not a dict of tensors, or does not fit ``module`` (the first differences
+        are listed).
+    """
+    if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
+        raise DataFormatError(f"{str(path)!r}: the {what} weights are not a dict of tensors")
+    mine = module.state_dict()
+    missing = sorted(set(mine) - set(state))
+    unexpected = sorted(set(state) - set(mine))
+    mismatched = [
+        f"{k} {tuple(state[k].shape)} vs {tuple(mine[k].shape)}"
+        for k in sorted(set(mine) & set(state))
+        if state[k].shape != mine[k].shape
+    ]
+    problems = []
+    for label, items in (
+        ("missing", missing),
+        ("unexpected", unexpected),
+        ("shape (file vs model)", mismatched),
+    ):
+        if items:
+            more = f" and {len(items) - 3} more" if len(items) > 3 else ""
+            problems.append(f"{label}: {', '.join(items[:3])}{more}")
+    if problems:
+        raise DataFormatError(
+            f"the {what} weights in {str(path)!r} do not fit the {what} built from its "
+            f"settings ({'; '.join(problems)}): the checkpoint belongs to another model or "
+            "configuration, or was edited"
+        )
+    try:
+        module.load_state_dict(state)
+    except RuntimeError as exc:
+        raise DataFormatError(
+            f"the {what} weights in {str(path)!r} could not be loaded: {str(exc).splitlines()[0]}"
+        ) from None
 
 
 def save_checkpoint(path: str | Path, payload: dict[str, Any], *, kind: str) -> Path:

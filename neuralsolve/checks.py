@@ -23,11 +23,12 @@ import numbers
 from collections.abc import Iterable
 from typing import Any, TypeVar
 
-from .errors import InvalidTypeError
+from .errors import DeviceError, InvalidTypeError
 
 __all__ = [
     "check_bool",
     "check_choice",
+    "check_device",
     "check_int",
     "check_nonnegative_float",
     "check_nonnegative_int",
@@ -250,3 +251,53 @@ def check_bool(name: str, value: Any) -> bool:
     if not isinstance(value, bool):
         raise InvalidTypeError(f"{name} must be True or False, got {value!r}")
     return value
+
+
+def check_device(name: str, value: Any) -> Any:
+    """``value`` as a ``torch.device`` that this machine and this torch build have.
+
+    Raises
+    ------
+    DeviceError
+        An unknown device name, a device type this torch was built without (``cuda`` on a CPU
+        build), or one with no hardware here (``cuda:3`` with two GPUs).
+
+    Examples
+    --------
+    >>> check_device("device", "cpu")
+    device(type='cpu')
+    """
+    import torch
+
+    try:
+        device = torch.device(value)
+    except (RuntimeError, TypeError, ValueError):
+        raise DeviceError(
+            f"{name} {value!r} is not a torch device: use cpu, cuda, cuda:N or mps"
+        ) from None
+    if device.type == "cpu" or device.type == "meta":
+        return device
+    if device.type == "cuda":
+        if not torch.backends.cuda.is_built():
+            raise DeviceError(
+                f"{name} {value!r}: this torch ({torch.__version__}) was built without CUDA; "
+                "use cpu, or install a CUDA build of torch"
+            )
+        count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        if count == 0:
+            raise DeviceError(
+                f"{name} {value!r}: no CUDA GPU is visible (torch.cuda.is_available() is False); "
+                "use cpu, or check the driver and CUDA_VISIBLE_DEVICES"
+            )
+        if device.index is not None and device.index >= count:
+            raise DeviceError(
+                f"{name} {value!r}: this machine has {count} CUDA GPU(s), cuda:0 to "
+                f"cuda:{count - 1}"
+            )
+        return device
+    module = getattr(torch, device.type, None)
+    backend = getattr(torch.backends, device.type, None)
+    available = getattr(module, "is_available", None) or getattr(backend, "is_available", None)
+    if available is None or not available():
+        raise DeviceError(f"{name} {value!r}: no {device.type} device is available; use cpu")
+    return device

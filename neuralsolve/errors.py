@@ -10,6 +10,8 @@ from __future__ import annotations
 __all__ = [
     "ConvergenceError",
     "DataFormatError",
+    "DeviceError",
+    "FileWriteError",
     "GridStructureError",
     "InvalidTypeError",
     "NeuralSolveWarning",
@@ -40,6 +42,22 @@ class NonFiniteError(ValueError):
 
 class DataFormatError(ValueError):
     """A file is missing, unreadable, or lacks a key the reader needs (the message names both)."""
+
+
+class DeviceError(ValueError):
+    """A torch device that this machine or this torch build does not have (``cuda`` on a CPU
+    build, ``cuda:3`` with two GPUs), or a device name torch does not know."""
+
+
+class FileWriteError(OSError):
+    """An output file could not be written: read-only directory, a directory in the way, a
+    full disk. The message names the file and the cause; ``errno`` is the underlying one.
+
+    The earlier file at that path, if any, is left as it was (writes are atomic).
+    """
+
+    def __str__(self) -> str:
+        return self.strerror if isinstance(self.strerror, str) else super().__str__()
 
 
 class GridStructureError(ValueError):

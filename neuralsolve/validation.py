@@ -114,6 +114,8 @@ def prepare_operator(A: Any) -> LinearOperator:
         raise ValueError(
             f"A must be square, got shape {op.shape}: a linear solve needs n equations for n unknowns"
         )
+    if n == 0:
+        raise ValueError("A is 0 x 0: there is nothing to solve; pass a matrix with n >= 1")
     return op
 
 

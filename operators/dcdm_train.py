@@ -46,7 +46,7 @@ import torch
 from neuralsolve.checkpoint import load_checkpoint, save_checkpoint
 from neuralsolve.datasets import PROBLEMS, make_problem
 from neuralsolve.errors import DataFormatError
-from neuralsolve.fileio import atomic_path
+from neuralsolve.fileio import atomic_path, h5_writer
 from neuralsolve.lanczos import lanczos
 from neuralsolve.optim import Trainer
 from neuralsolve.report import run_record, write_report
@@ -202,7 +202,7 @@ def generate_rhs(config: DCDMDataConfig, out: str | Path, *, progress: bool | No
     problems = config.problems()
     grid = problems[0].grid.shape
     t0 = time.perf_counter()
-    with atomic_path(out) as tmp, h5py.File(tmp, "w") as f:
+    with atomic_path(out) as tmp, h5_writer(tmp) as f:
         rhs = f.create_dataset("rhs", (config.samples, *grid), dtype="float32", chunks=(1, *grid))
         geometry = f.create_dataset("geometry", (config.samples,), dtype="int32")
         ritz = f.create_group("ritz_values")

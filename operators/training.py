@@ -22,7 +22,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from neuralsolve.checkpoint import load_checkpoint, save_checkpoint
+from neuralsolve.checkpoint import load_checkpoint, load_module_state, save_checkpoint
 from neuralsolve.checks import check_choice
 from neuralsolve.errors import DataFormatError
 from neuralsolve.fileio import atomic_path
@@ -194,6 +194,7 @@ def train_operator(
             errors = _errors(m, val, batch_size=config.batch_size, device=config.device)
             return {"val_rel_l2": float(np.mean(errors))}
 
+    _check_resumable(resume, config, metadata["operator"])
     trainer = Trainer(operator, loss_fn, config, data=train, eval_fn=eval_fn, metadata=metadata)
     result = trainer.fit(resume=resume)
     if eval_fn is None and trainer.out_dir is not None and trainer.is_main:
@@ -204,6 +205,35 @@ def train_operator(
         )
     operator.eval()
     return operator, result
+
+
+def _check_resumable(resume: bool | str | Path, config: Any, operator: dict[str, Any]) -> None:
+    """Refuse to resume a checkpoint of another model or model config, naming both."""
+    if resume is False:
+        return
+    if isinstance(resume, bool):
+        if not getattr(config, "out_dir", None):
+            return  # the Trainer says what is missing
+        path = Path(config.out_dir) / "last.pt"
+    else:
+        path = Path(resume)
+    if not path.exists():
+        return
+    saved = (load_checkpoint(path).get("metadata") or {}).get("operator")
+    if not isinstance(saved, dict) or saved == operator:
+        return
+    if saved.get("name") != operator.get("name"):
+        diff = f"it trains {saved.get('name')!r}, this run builds {operator.get('name')!r}"
+    else:
+        a, b = saved.get("config") or {}, operator.get("config") or {}
+        keys = sorted(k for k in set(a) | set(b) if a.get(k) != b.get(k))
+        diff = f"its {saved.get('name')} config differs in " + ", ".join(
+            f"{k} ({a.get(k)!r} there, {b.get(k)!r} here)" for k in keys
+        )
+    raise ValueError(
+        f"cannot resume from {str(path)!r}: {diff}; resume with the checkpoint's model and "
+        "options (--model, --set), or start a new run in another directory (--out)"
+    )
 
 
 def load_operator(path: str | Path, *, map_location: Any = "cpu") -> NormalizedOperator:
@@ -229,8 +259,21 @@ def load_operator(path: str | Path, *, map_location: Any = "cpu") -> NormalizedO
             f"{str(path)!r} is a {record.get('kind')!r} checkpoint without 'metadata/operator': "
             "it was not written by train_operator / `neuralsolve train operator`"
         )
-    net = create(info["name"], **info["config"])
-    state = record["model"]
+    try:
+        net = create(info["name"], **dict(info.get("config") or {}))
+    except (TypeError, ValueError) as exc:
+        raise DataFormatError(
+            f"{str(path)!r} records a {info['name']!r} config that cannot build the model: {exc}"
+        ) from None
+    state = record.get("model")
+    norms = ("input_norm.mean", "output_norm.mean")
+    if not isinstance(state, dict) or not all(
+        isinstance(state.get(k), torch.Tensor) for k in norms
+    ):
+        raise DataFormatError(
+            f"{str(path)!r} has no normalizer weights {list(norms)} under 'model': it was not "
+            "written by train_operator, or was edited"
+        )
     operator = NormalizedOperator(
         net,
         Normalizer.identity(int(state["input_norm.mean"].shape[0])),
@@ -238,7 +281,7 @@ def load_operator(path: str | Path, *, map_location: Any = "cpu") -> NormalizedO
         loss=record["metadata"].get("loss", "l2"),
     )
     dtype = next(v.dtype for v in state.values() if v.is_floating_point())
-    operator.to(dtype=dtype).load_state_dict(state)
+    load_module_state(operator.to(dtype=dtype), state, path=path)
     operator.metadata = record["metadata"]  # type: ignore[assignment]
     return operator.eval()
 

@@ -56,7 +56,7 @@ import numpy as np
 import torch
 import torch.distributed as dist
 
-from neuralsolve.checkpoint import load_checkpoint, save_checkpoint
+from neuralsolve.checkpoint import load_checkpoint, load_module_state, save_checkpoint
 from neuralsolve.checks import check_nonnegative_int, check_positive_int, check_real
 from neuralsolve.errors import DataFormatError, NeuralSolveWarning
 from neuralsolve.fileio import atomic_path
@@ -427,7 +427,7 @@ class Trainer:
                 f"cannot resume from {str(path)!r}: it holds the state of {len(hooks)} hook(s), "
                 f"this run has {len(self.hooks)}; resume with the same hooks"
             )
-        self.module.load_state_dict(record["model"])
+        load_module_state(self.module, record["model"], path=path)
         self.optimizer.load_state_dict(record["optimizer"])
         for hook, state in zip(self.hooks, hooks, strict=True):
             hook.load_state_dict(state)

@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 import scipy.io
 import scipy.sparse as sp
+import torch
 
 import neuralsolve as ns
 from neuralsolve.datasets import read_rhs, read_system, write_solution, write_system
@@ -103,3 +104,206 @@ def test_missing_and_corrupt_files_name_the_file(tmp_path: Path) -> None:
             if (tmp_path / "a.h5").exists()
             else write_system(tmp_path / "a.h5", sp.eye_array(2))
         )
+
+
+# ----------------------------------------------------------------------------- hostile files
+def _tridiagonal(n: int = 4) -> sp.csr_array:
+    return sp.csr_array(sp.diags_array([-1.0, 2.0, -1.0], offsets=[-1, 0, 1], shape=(n, n)))
+
+
+def _spoil(arrays: dict[str, np.ndarray], how: str) -> None:
+    """Break the CSR arrays (``indptr``, ``indices``, ``data``) of a 4 x 4 tridiagonal."""
+    ptr, idx = arrays["indptr"], arrays["indices"]
+    if how == "index too large":
+        idx[3] = 10**6
+    elif how == "negative index":
+        idx[3] = -5
+    elif how == "decreasing indptr":
+        ptr[2] = 9
+    elif how == "indptr too short":
+        arrays["indptr"] = ptr[:-1]
+    elif how == "indptr end":
+        ptr[-1] -= 1
+    elif how == "data too short":
+        arrays["data"] = arrays["data"][:-1]
+
+
+SPOILS = {
+    "index too large": r"indices' holds column index 1000000 at position 3, outside \[0, 4\)",
+    "negative index": r"indices' holds column index -5 at position 3",
+    "decreasing indptr": r"indptr' decreases at position 3 \(9 then 8\)",
+    "indptr too short": r"indptr' has 4 entries, expected 5",
+    "indptr end": r"indptr' ends at 9 but .*indices' has 10",
+    "data too short": r"indices' has 10 entries but .*data' has 9",
+}
+
+
+@pytest.mark.parametrize("suffix", [".h5", ".npz"])
+@pytest.mark.parametrize("how", list(SPOILS))
+def test_a_broken_csr_structure_is_refused_naming_file_and_array(
+    tmp_path: Path, suffix: str, how: str
+) -> None:
+    """Before: a segfault or abort inside scipy, or a silent wrong answer."""
+    A = _tridiagonal()
+    arrays = {"indptr": A.indptr.copy(), "indices": A.indices.copy(), "data": A.data.copy()}
+    _spoil(arrays, how)
+    path = tmp_path / f"bad{suffix}"
+    if suffix == ".h5":
+        with h5py.File(path, "w") as f:
+            f.attrs["shape"] = [4, 4]
+            for k, v in arrays.items():
+                f[f"A/{k}"] = v
+    else:
+        np.savez(path, format=np.array("csr"), shape=np.array([4, 4]), **arrays)
+    prefix = "A/" if suffix == ".h5" else ""
+    with pytest.raises(ns.DataFormatError, match=rf"bad\{suffix}.*'{prefix}{SPOILS[how]}"):
+        read_system(path)
+
+
+def test_as_operator_checks_the_structure_of_scipy_matrices() -> None:
+    bad = sp.csr_array((np.ones(2), np.array([0, 5]), np.array([0, 1, 2])), shape=(2, 2))
+    with pytest.raises(ValueError, match=r"column index 5 at position 1, outside \[0, 2\)"):
+        ns.as_operator(bad)
+
+
+def _mtx(path: Path, text: str) -> Path:
+    path.write_text(text)
+    return path
+
+
+def test_a_matrix_market_header_is_checked_before_allocating(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Before: a 76-byte file declaring 3e8 x 3e8 allocated gigabytes."""
+    head = "%%MatrixMarket matrix coordinate real general\n"
+    huge = _mtx(tmp_path / "huge.mtx", head + "300000000 300000000 1\n1 1 1.0\n")
+    with pytest.raises(ns.DataFormatError, match=r"huge\.mtx.*299999999 of its rows are empty"):
+        read_system(huge)
+    short = _mtx(tmp_path / "short.mtx", head + "40 40 1000\n1 1 1.0\n")
+    with pytest.raises(ns.DataFormatError, match=r"short\.mtx.*1000 entries.*truncated"):
+        read_system(short)
+    over = _mtx(tmp_path / "over.mtx", head + "2 2 5\n" + "1 1 1.0\n" * 5)
+    with pytest.raises(ns.DataFormatError, match=r"over\.mtx.*5 entries.*room for 4"):
+        read_system(over)
+    fits = write_system(tmp_path / "fits.mtx", _tridiagonal(100))
+    monkeypatch.setattr("neuralsolve.datasets.io._available_memory", lambda: 4096)
+    with pytest.raises(ns.DataFormatError, match=r"fits\.mtx.*more than the .* available"):
+        read_system(fits)
+
+
+def test_declared_hdf5_and_npz_sizes_are_checked_before_reading(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    n = 200_000  # compresses to a few kB, but reads as 1.6 MB per array
+    with h5py.File(tmp_path / "big.h5", "w") as f:
+        f.attrs["shape"] = [n, n]
+        f.create_dataset("A/indptr", data=np.zeros(n + 1, dtype=np.int64), compression="gzip")
+        f["A/indices"] = np.zeros(0, dtype=np.int64)
+        f["A/data"] = np.zeros(0)
+    np.savez_compressed(
+        tmp_path / "big.npz", format=np.array("csr"), shape=np.array([n, n]),
+        indptr=np.zeros(n + 1, dtype=np.int64), indices=np.zeros(0, dtype=np.int64),
+        data=np.zeros(0),
+    )  # fmt: skip
+    monkeypatch.setattr("neuralsolve.datasets.io._available_memory", lambda: 10**6)
+    for name in ("big.h5", "big.npz"):
+        assert (tmp_path / name).stat().st_size < 10**5
+        with pytest.raises(ns.DataFormatError, match=rf"{name}.*more than the .* available"):
+            read_system(tmp_path / name)
+
+
+def test_complex_input_is_refused_never_truncated(tmp_path: Path) -> None:
+    """Before: the imaginary part was dropped and the solve reported success."""
+    cplx = _mtx(
+        tmp_path / "c.mtx",
+        "%%MatrixMarket matrix coordinate complex general\n2 2 2\n1 1 1.0 1.0\n2 2 1.0 -1.0\n",
+    )
+    with pytest.raises(ns.DataFormatError, match=r"c\.mtx.*complex.*imaginary part"):
+        read_system(cplx)
+    with pytest.raises(ns.DataFormatError, match=r"c\.mtx.*complex"):
+        read_rhs(cplx)
+    A = sp.csr_array(np.eye(2) * (1 + 1j))
+    with h5py.File(tmp_path / "c.h5", "w") as f:
+        f.attrs["shape"] = [2, 2]
+        for k in ("data", "indices", "indptr"):
+            f[f"A/{k}"] = getattr(A, k)
+    with pytest.raises(ns.DataFormatError, match=r"c\.h5.*'A/data' is complex"):
+        read_system(tmp_path / "c.h5")
+    write_system(tmp_path / "cb.h5", sp.eye_array(2))
+    with h5py.File(tmp_path / "cb.h5", "a") as f:
+        f["b"] = np.array([1 + 1j, 1.0])
+    with pytest.raises(ns.DataFormatError, match=r"cb\.h5.*'b' is complex"):
+        read_system(tmp_path / "cb.h5")
+    np.savez(
+        tmp_path / "c.npz", format=np.array("csr"), shape=np.array([2, 2]),
+        data=A.data, indices=A.indices, indptr=A.indptr,
+    )  # fmt: skip
+    with pytest.raises(ns.DataFormatError, match=r"c\.npz.*'data' is complex"):
+        read_system(tmp_path / "c.npz")
+    for matrix in (A, A.toarray(), torch.eye(2, dtype=torch.complex128)):
+        with pytest.raises(TypeError, match="complex.*does not drop the imaginary part"):
+            ns.as_operator(matrix, dtype="float64")
+
+
+def test_a_right_hand_side_of_the_wrong_length_names_the_file(tmp_path: Path) -> None:
+    write_system(tmp_path / "s.h5", sp.eye_array(3), b=np.ones(5))
+    with pytest.raises(ns.DataFormatError, match=r"s\.h5.*'b' has shape \(5,\).*3 x 3"):
+        read_system(tmp_path / "s.h5")
+
+
+def test_a_stale_right_hand_side_is_never_paired(tmp_path: Path) -> None:
+    """Before: writing x.mtx without b left an older x_b.mtx that solve then used."""
+    A = _tridiagonal()
+    write_system(tmp_path / "x.mtx", A, b=np.arange(4.0))
+    np.testing.assert_array_equal(read_system(tmp_path / "x.mtx").b, np.arange(4.0))
+    write_system(tmp_path / "x.mtx", 2 * A)  # no right-hand side this time
+    assert not (tmp_path / "x_b.mtx").exists()
+    assert read_system(tmp_path / "x.mtx").b is None
+    # a sibling from another write (or a crash between the two renames) is refused
+    write_system(tmp_path / "y.mtx", A, b=np.ones(4))
+    (tmp_path / "x_b.mtx").write_bytes((tmp_path / "y_b.mtx").read_bytes())
+    with pytest.raises(ns.DataFormatError, match=r"x_b\.mtx.*beside .*x\.mtx.*not written with"):
+        read_system(tmp_path / "x.mtx")
+    np.testing.assert_array_equal(read_rhs(tmp_path / "x_b.mtx"), np.ones(4))  # explicit: fine
+    # files from other tools carry no write id: the SuiteSparse convention still pairs them
+    scipy.io.mmwrite(tmp_path / "z.mtx", A)
+    scipy.io.mmwrite(tmp_path / "z_b.mtx", np.full((4, 1), 3.0))
+    np.testing.assert_array_equal(read_system(tmp_path / "z.mtx").b, np.full(4, 3.0))
+
+
+@pytest.mark.parametrize(
+    ("content", "match"),
+    [
+        (b"", r"e\.mtx' is empty: expected a Matrix Market file"),
+        (b"garbage\x00\x01\n", r"e\.mtx' is not a Matrix Market file: its first line .*garbage"),
+        (b"%%MatrixMarket matrix coordinate real\n", r"e\.mtx' has a malformed .*banner"),
+        (b"%%MatrixMarket matrix coordinate real general\n2 2\n", r"e\.mtx' has the size line"),
+    ],
+)
+def test_unreadable_matrix_market_files_say_what_is_wrong(
+    tmp_path: Path, content: bytes, match: str
+) -> None:
+    """Before: "Line 1: Not a Matrix Market file. Missing banner." for all of these."""
+    (tmp_path / "e.mtx").write_bytes(content)
+    with pytest.raises(ns.DataFormatError, match=match):
+        read_system(tmp_path / "e.mtx")
+
+
+def test_a_matrix_market_file_we_may_not_read_says_so(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Before: scipy opened it in C++ and reported "Missing banner". (Root reads any file, so
+    the refusal is simulated where the operating system gives it.)"""
+    import builtins
+
+    path = write_system(tmp_path / "locked.mtx", _tridiagonal())
+    real_open = builtins.open
+
+    def guarded_open(file: object, *args: object, **kwargs: object) -> object:
+        if Path(str(file)) == path:
+            raise PermissionError(13, "Permission denied", str(file))
+        return real_open(file, *args, **kwargs)  # type: ignore[call-overload]
+
+    monkeypatch.setattr(builtins, "open", guarded_open)
+    with pytest.raises(ns.DataFormatError, match=r"locked\.mtx' could not be read: Permission"):
+        read_system(path)

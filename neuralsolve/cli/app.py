@@ -2,7 +2,11 @@
 the operator-learning ``data``, ``train operator``, ``eval`` (in :mod:`.operators`) and
 ``train dcdm`` (in :mod:`.dcdm`).
 
-Exit codes: 0 success, 1 a solve that did not converge, 2 bad input or usage.
+Exit codes: 0 success, 1 a solve (or training run) that did not converge, 2 bad input or
+usage (a missing, unreadable or malformed input file, a bad option, a device this machine
+lacks), 3 an I/O failure (an output that cannot be written: read-only directory, a directory in
+the way, a full disk; the system out of memory), 4 an internal error (a bug: the traceback is
+printed).
 """
 
 from __future__ import annotations
@@ -10,6 +14,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import traceback
 from pathlib import Path
 from typing import Any
 
@@ -89,7 +94,15 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--atol", type=float, default=0.0, help="absolute tolerance (default: 0)")
     s.add_argument("--max-iters", type=int, default=None, help="iteration limit (default: 10 n)")
     s.add_argument(
-        "--out", help="write the solution: .npy, .h5, or .vtu/.xdmf for meshes and gallery grids"
+        "--out",
+        help="write the solution: .npy, .h5 (with the solve's status as attributes), or "
+        ".vtu/.xdmf for meshes and gallery grids; written only when the solve converged",
+    )
+    s.add_argument(
+        "--write-unconverged",
+        action="store_true",
+        help="write --out even when the solve did not converge (the last iterate; .h5 "
+        "records converged=False and the status)",
     )
     s.add_argument("--json", action="store_true", help="print the report as JSON")
     _add_runtime_args(s)
@@ -181,6 +194,10 @@ def _cmd_solve(args: argparse.Namespace) -> int:
     import neuralsolve as ns
 
     set_threads(args)
+    if args.out:
+        from neuralsolve.fileio import check_writable
+
+        check_writable(args.out)  # before the solve, not after it
     dtype = getattr(torch, args.dtype)
     problem = None
     if args.problem:
@@ -190,6 +207,7 @@ def _cmd_solve(args: argparse.Namespace) -> int:
         A, b, source = problem.A, problem.b, f"{problem.name} (gallery)"
     elif args.system:
         A_raw, b_raw, problem = ns.datasets.load_problem(args.system)
+        _check_system_shape(args.system, A_raw.shape)
         A = ns.as_operator(A_raw, dtype=dtype, device=args.device)
         b = (
             None
@@ -203,7 +221,13 @@ def _cmd_solve(args: argparse.Namespace) -> int:
         )
     exact = None
     if args.rhs:
-        b = torch.as_tensor(ns.datasets.read_rhs(args.rhs), dtype=dtype, device=args.device)
+        b_file = ns.datasets.read_rhs(args.rhs)
+        if b_file.shape[0] != A.shape[0]:
+            raise ns.DataFormatError(
+                f"--rhs {args.rhs!r} has shape {b_file.shape}, but {source!r} is "
+                f"{A.shape[0]} x {A.shape[1]}: expected ({A.shape[0]},) or ({A.shape[0]}, k)"
+            )
+        b = torch.as_tensor(b_file, dtype=dtype, device=args.device)
     if b is None:
         exact = torch.ones(A.shape[0], dtype=dtype, device=args.device)
         b = A @ exact
@@ -233,9 +257,31 @@ def _cmd_solve(args: argparse.Namespace) -> int:
         report["rel_error"] = float(
             torch.linalg.vector_norm(x - exact) / torch.linalg.vector_norm(exact)
         )
-    if args.out:
-        ns.datasets.write_solution(args.out, x, problem=problem)
+    wrote = bool(args.out) and (res.converged or args.write_unconverged)
+    if wrote:
+        status = {
+            "status": res.status.value,
+            "converged": bool(res.converged),
+            "iterations": int(res.iterations),
+            "rel_residual": float(res.stats["rel_residual"]),
+            "method": args.method,
+            "system": source,
+        }
+        ns.datasets.write_solution(args.out, x, problem=problem, attrs=status)
         report["out"] = args.out
+        if not res.converged and Path(args.out).suffix.lower() not in (".h5", ".hdf5"):
+            print(
+                f"warning: {args.out} holds an iterate that did not converge; this format "
+                "carries no status (.h5 records it)",
+                file=sys.stderr,
+            )
+    elif args.out:
+        report["out"] = None
+        print(
+            f"not written: {args.out} (the solve did not converge; an earlier file there is "
+            "kept); pass --write-unconverged to write the last iterate",
+            file=sys.stderr,
+        )
     if args.json:
         print(json.dumps(report, indent=1))
     else:
@@ -248,9 +294,23 @@ def _cmd_solve(args: argparse.Namespace) -> int:
         print(f"residual    ||b - A x|| / ||b|| = {res.stats['rel_residual']:.3e} (true residual)")
         if "rel_error" in report:
             print(f"error       ||x - 1|| / ||1|| = {report['rel_error']:.3e}")
-        if args.out:
+        if wrote:
             print(f"wrote       {args.out}")
     return 0 if res.converged else 1
+
+
+def _check_system_shape(path: str, shape: tuple[int, ...]) -> None:
+    """A system file must hold a square, non-empty matrix: say so naming the file."""
+    from neuralsolve.errors import DataFormatError
+
+    m, n = shape
+    if m != n:
+        raise DataFormatError(
+            f"{path!r} holds a {m} x {n} matrix, which is not square: a linear solve needs as "
+            "many equations as unknowns"
+        )
+    if n == 0:
+        raise DataFormatError(f"{path!r} holds a 0 x 0 matrix: there is nothing to solve")
 
 
 # ----------------------------------------------------------------------------- bench
@@ -386,30 +446,51 @@ def _cmd_info(args: argparse.Namespace) -> int:
     return 0
 
 
+EXIT_NOT_CONVERGED = 1
+EXIT_USAGE = 2
+EXIT_IO = 3
+EXIT_INTERNAL = 4
+
+
 def main(argv: list[str] | None = None) -> int:
-    """Entry point of the ``neuralsolve`` console script."""
-    from neuralsolve.errors import DataFormatError, NonFiniteError, NotSPDError
+    """Entry point of the ``neuralsolve`` console script.
+
+    Returns the exit code: 0 success, 1 not converged, 2 bad input or usage, 3 I/O failure,
+    4 internal error (see the module docstring). A traceback is printed only for 4.
+    """
+    from neuralsolve.checks import check_device
 
     parser = build_parser()
     args = parser.parse_args(argv)
     if args.command is None:
         parser.print_help()
-        return 2
+        return EXIT_USAGE
+    what = f"neuralsolve {args.command}"
     try:
+        if getattr(args, "device", None) is not None:
+            check_device("--device", args.device)
         return int(args.func(args))
-    except (
-        ValueError,
-        TypeError,
-        FileNotFoundError,
-        DataFormatError,
-        NonFiniteError,
-        NotSPDError,
-    ) as exc:
-        print(f"neuralsolve {args.command}: error: {exc}", file=sys.stderr)
-        return 2
+    except FileNotFoundError as exc:  # an input that is not there (outputs: FileWriteError)
+        print(f"{what}: error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except (OSError, MemoryError) as exc:  # FileWriteError, unreadable inputs, out of memory
+        reason = str(exc) or "out of memory"
+        print(f"{what}: I/O error: {reason}", file=sys.stderr)
+        return EXIT_IO
+    except (ValueError, TypeError) as exc:  # DataFormatError, DeviceError, NotSPDError, ...
+        print(f"{what}: error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
+    except Exception:
+        traceback.print_exc()
+        print(
+            f"{what}: internal error (exit {EXIT_INTERNAL}): this is a bug in neuralsolve; "
+            "please report it with the traceback above",
+            file=sys.stderr,
+        )
+        return EXIT_INTERNAL
 
 
 if __name__ == "__main__":

@@ -38,6 +38,7 @@ from .matrices import (
     SparseOperator,
 )
 from .matrices import canonical_csr as canonical_csr
+from .matrices import check_compressed_arrays as check_compressed_arrays
 from .matrices import csr_tensor_from_arrays as csr_tensor_from_arrays
 from .matrices import quiet_sparse_warnings as quiet_sparse_warnings
 

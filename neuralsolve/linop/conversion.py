@@ -12,10 +12,24 @@ import torch
 
 from ..errors import NonFiniteError
 from .base import LinearOperator, check_dtype, torch_dtype
-from .matrices import CallableOperator, DenseOperator, SparseOperator, quiet_sparse_warnings
+from .matrices import (
+    CallableOperator,
+    DenseOperator,
+    SparseOperator,
+    check_compressed_arrays,
+    quiet_sparse_warnings,
+)
 from .tags import infer_tags_dense, infer_tags_scipy
 
 __all__ = ["as_operator"]
+
+
+def _refuse_complex(dtype: Any) -> None:
+    raise TypeError(
+        f"A is complex ({dtype}); neuralsolve solves real systems and does not drop the "
+        "imaginary part: solve the real form [[Re A, -Im A], [Im A, Re A]] [Re x; Im x] = "
+        "[Re b; Im b] instead"
+    )
 
 
 def as_operator(
@@ -54,11 +68,12 @@ def as_operator(
     Raises
     ------
     TypeError
-        For objects that are not matrices or operators, unsupported dtypes, and callables
+        For objects that are not matrices or operators, unsupported dtypes (complex matrices
+        too, even with ``dtype`` given: the imaginary part is never dropped), and callables
         without ``shape``/``dtype``.
     ValueError
-        For a matrix that is not 2-D; :class:`~neuralsolve.errors.NonFiniteError` for NaN/inf
-        entries.
+        For a matrix that is not 2-D, a CSR/CSC matrix whose index arrays are broken (checked
+        when ``check``); :class:`~neuralsolve.errors.NonFiniteError` for NaN/inf entries.
 
     Examples
     --------
@@ -76,6 +91,11 @@ def as_operator(
         return op
 
     if sp.issparse(A):
+        if np.dtype(A.dtype).kind == "c":
+            _refuse_complex(A.dtype)
+        if check and A.format in ("csr", "csc"):
+            # a broken structure would crash scipy's kernels below: check before any use
+            check_compressed_arrays(A.indptr, A.indices, A.data, A.shape, fmt=A.format)
         mat = sp.csr_array(A)
         if torch_dt is None:
             torch_dt = check_dtype(torch_dtype(mat.dtype), "A")
@@ -93,6 +113,8 @@ def as_operator(
 
     if isinstance(A, np.ndarray) or isinstance(A, np.matrix):
         arr = np.asarray(A)
+        if arr.dtype.kind == "c":
+            _refuse_complex(arr.dtype)
         if arr.dtype.kind not in "f" and torch_dt is None:
             raise TypeError(
                 f"A has dtype {arr.dtype}; neuralsolve computes in float32 or float64: pass "
@@ -101,6 +123,8 @@ def as_operator(
         A = torch.from_numpy(np.ascontiguousarray(arr))
 
     if isinstance(A, torch.Tensor):
+        if A.is_complex():
+            _refuse_complex(A.dtype)
         if A.ndim != 2:
             raise ValueError(f"A must be a 2-D matrix, got shape {tuple(A.shape)}")
         if torch_dt is None:

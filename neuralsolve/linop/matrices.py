@@ -24,6 +24,7 @@ __all__ = [
     "IdentityOperator",
     "SparseOperator",
     "canonical_csr",
+    "check_compressed_arrays",
     "csr_tensor_from_arrays",
     "quiet_sparse_warnings",
 ]
@@ -196,6 +197,87 @@ def canonical_csr(A: Any, dtype: Any = None) -> sp.csr_array:
         out.sum_duplicates()
         out.sort_indices()
     return out
+
+
+def check_compressed_arrays(
+    indptr: np.ndarray,
+    indices: np.ndarray,
+    data: np.ndarray,
+    shape: tuple[int, int],
+    *,
+    names: tuple[str, str, str] = ("indptr", "indices", "data"),
+    fmt: str = "csr",
+) -> None:
+    """Check that CSR (or CSC) arrays describe a matrix of ``shape``, before anything uses them.
+
+    scipy checks only some of this when it builds a matrix; an index out of range or a
+    decreasing ``indptr`` reaches its C++ kernels and the process crashes or reads memory it
+    does not own. This check is one vectorised pass over the arrays.
+
+    Parameters
+    ----------
+    indptr, indices, data
+        The compressed arrays.
+    shape
+        ``(rows, columns)``.
+    names
+        How the message calls the three arrays (``"A/indptr"`` for an HDF5 file, ...).
+    fmt
+        ``"csr"`` (``indptr`` runs over rows, ``indices`` are columns) or ``"csc"``.
+
+    Raises
+    ------
+    ValueError
+        Naming the array and the first bad position: not 1-D, not integer, wrong length,
+        ``indptr`` not starting at 0, decreasing, or not ending at ``len(indices)``, an index
+        outside ``[0, size)``, ``data`` and ``indices`` of different lengths.
+    """
+    p_name, i_name, d_name = names
+    rows, cols = (int(s) for s in shape)
+    if rows < 0 or cols < 0:
+        raise ValueError(f"shape {tuple(shape)} has a negative size")
+    major, minor = (rows, cols) if fmt == "csr" else (cols, rows)
+    what_major, what_minor = ("row", "column") if fmt == "csr" else ("column", "row")
+    for name, a in ((p_name, indptr), (i_name, indices), (d_name, data)):
+        if np.ndim(a) != 1:
+            raise ValueError(f"{name!r} has shape {np.shape(a)}, expected a 1-D array")
+    for name, a in ((p_name, indptr), (i_name, indices)):
+        if np.asarray(a).dtype.kind not in "iu":
+            raise ValueError(f"{name!r} has dtype {np.asarray(a).dtype}, expected integers")
+    ptr = np.asarray(indptr).astype(np.int64, copy=False)
+    if len(ptr) != major + 1:
+        raise ValueError(
+            f"{p_name!r} has {len(ptr)} entries, expected {major + 1} ({what_major}s + 1) for "
+            f"shape {(rows, cols)}: the shape and the arrays do not belong together"
+        )
+    if len(indices) != len(data):
+        raise ValueError(
+            f"{i_name!r} has {len(indices)} entries but {d_name!r} has {len(data)}: "
+            "they must have one entry per stored value"
+        )
+    if ptr[0] != 0:
+        raise ValueError(f"{p_name!r} starts at {ptr[0]}, expected 0")
+    steps = np.diff(ptr)
+    if (steps < 0).any():
+        k = int(np.flatnonzero(steps < 0)[0])
+        raise ValueError(
+            f"{p_name!r} decreases at position {k + 1} ({ptr[k]} then {ptr[k + 1]}): "
+            f"row pointers must not decrease"
+        )
+    if ptr[-1] != len(indices):
+        raise ValueError(
+            f"{p_name!r} ends at {ptr[-1]} but {i_name!r} has {len(indices)} entries: "
+            "the last pointer must equal the number of stored values"
+        )
+    if len(indices):
+        idx = np.asarray(indices)
+        bad = (idx < 0) | (idx >= minor)
+        if bad.any():
+            k = int(np.flatnonzero(bad)[0])
+            raise ValueError(
+                f"{i_name!r} holds {what_minor} index {idx[k]} at position {k}, outside "
+                f"[0, {minor}) for shape {(rows, cols)}"
+            )
 
 
 def csr_tensor_from_arrays(
