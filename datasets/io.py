@@ -265,11 +265,13 @@ def _read_mtx(p: Path, *, square: bool) -> Any:
         raise DataFormatError(f"{str(p)!r} could not be read: {exc.strerror or exc}") from exc
     if head.format == "coordinate":
         stored = head.entries * (1 if head.symmetry == "general" else 2)
-        if square and head.rows == head.cols and head.entries < head.rows:
+        # a stored entry fills one row, or two when it stands for its mirror image too
+        rows_filled = head.entries * (1 if head.symmetry == "general" else 2)
+        if square and head.rows == head.cols and rows_filled < head.rows:
             raise DataFormatError(
-                f"{str(p)!r} declares a {head.rows} x {head.cols} matrix with {head.entries} "
-                f"stored entries: at least {head.rows - head.entries} of its rows are empty, so "
-                "the system is singular; check the size line"
+                f"{str(p)!r} declares a {head.rows} x {head.cols} {head.symmetry} matrix "
+                f"with {head.entries} stored entries: at least {head.rows - rows_filled} of "
+                "its rows are empty, so the system is singular; check the size line"
             )
         # COO triplets, then CSR (values, column indices, row pointers); twice at the peak
         nbytes = 2 * (24 * stored + 8 * (head.rows + 1))

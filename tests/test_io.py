@@ -185,6 +185,10 @@ def test_a_matrix_market_header_is_checked_before_allocating(
     over = _mtx(tmp_path / "over.mtx", head + "2 2 5\n" + "1 1 1.0\n" * 5)
     with pytest.raises(ns.DataFormatError, match=r"over\.mtx.*5 entries.*room for 4"):
         read_system(over)
+    # symmetric storage: 2 stored entries fill all 4 rows of this nonsingular matrix
+    sym = "%%MatrixMarket matrix coordinate real symmetric\n4 4 2\n2 1 1.0\n4 3 1.0\n"
+    A = read_system(_mtx(tmp_path / "sym.mtx", sym)).A
+    assert A.shape == (4, 4) and A.nnz == 4
     fits = write_system(tmp_path / "fits.mtx", _tridiagonal(100))
     monkeypatch.setattr("neuralsolve.datasets.io._available_memory", lambda: 4096)
     with pytest.raises(ns.DataFormatError, match=r"fits\.mtx.*more than the .* available"):
