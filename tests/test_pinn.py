@@ -134,3 +134,32 @@ def test_bad_input_is_refused_before_any_training() -> None:
         PINN(ns.datasets.pde.make("burgers"), hard_dirichlet=True, n_points=16)
     with pytest.raises(ValueError, match="no exact solution"):
         PINN(ns.datasets.pde.make("burgers"), n_points=16).error(grid=5)
+
+
+@pytest.mark.parametrize("d", [5, 10])
+def test_high_dimensional_test_points_estimate_the_norm_of_a_concentrated_solution(d: int) -> None:
+    # exp-nd's u = exp(-10|x|^2): ||u||^2 / |Ω| = (sqrt(pi / 20) erf(sqrt(20)) / 2)^d exactly.
+    # Uniform points alone miss it at d = 10 (2 of 1e5 points hold half of it).
+    prob = ns.datasets.pde.make("exp-nd", d=d)
+    pinn = PINN(prob, net=MLP(width=4, depth=1), n_points=10)
+    X, w = pinn.test_points(), pinn.test_weights()
+    assert X.shape == (100_000, d) and w is not None and bool(prob.domain.contains(X).all())
+    exact = (math.sqrt(math.pi / 20) * math.erf(math.sqrt(20)) / 2) ** d
+    estimate = float((w * prob.solution(X).square()).mean())
+    assert estimate == pytest.approx(exact, rel=0.02)
+    assert float(w.mean()) == pytest.approx(1.0, rel=0.02)  # the weights average the box
+
+
+def test_a_bad_focus_is_refused_naming_the_problem() -> None:
+    def make(focus: object) -> PDEProblem:
+        return PDEProblem(
+            name="focused", domain=Box.cube(4), equation=lambda x, D: D.laplacian,
+            exact=lambda x: x[:, 0], focus=focus,  # type: ignore[arg-type]
+        )  # fmt: skip
+
+    with pytest.raises(ValueError, match="'focused'.*centre must be a point of the 4-D box"):
+        make(((2.0, 0.0, 0.0, 0.0), 0.1))
+    with pytest.raises(ValueError, match="'focused'.*scale must be a positive length"):
+        make(((0.5,) * 4, 0.0))
+    with pytest.raises(TypeError, match="'focused'.*focus must be \\(centre, scale\\)"):
+        make(0.3)

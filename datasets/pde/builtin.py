@@ -167,6 +167,7 @@ def exp_nd(*, d: int = 5, k: float = 10.0) -> PDEProblem:
         exact=exact,
         forcing=forcing,
         params={"d": d, "k": k},
+        focus=(c, 1.0 / math.sqrt(2 * k)),  # u itself is N(0, 1 / (2k)) up to a constant
         doc="-lap u = f on [-1,1]^d (d = 2..10, default 5), u = exp(-10|x|^2), "
         "f = (20d - 400|x|^2) u",
     )

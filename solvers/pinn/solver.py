@@ -28,6 +28,7 @@ state (flow weights included) and its random generator in every checkpoint.
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 from typing import Any
 
@@ -343,7 +344,25 @@ class PINN:
     def test_points(self, grid: int = 201) -> torch.Tensor:
         """Where :meth:`error` measures: a ``grid^d`` tensor grid for ``d <= 3`` (at most
         ``grid = 201`` per axis in 3-D is 8.1 M points: use a smaller grid there), else
-        ``HIGH_DIM_TEST_POINTS`` uniform points from a fixed seed (12345)."""
+        ``HIGH_DIM_TEST_POINTS`` points from a fixed seed (12345): uniform in the box, or, for a
+        problem with a ``focus`` (a solution concentrated about a centre), half uniform and half
+        from ``N(centre, scale^2 I)`` kept inside the box (:meth:`test_weights` then weighs
+        them)."""
+        return self._test_set(grid)[0]
+
+    def test_weights(self, grid: int = 201) -> torch.Tensor | None:
+        """The importance weights of :meth:`test_points` (``None``: equal weights).
+
+        With the uniform density ``1 / |Ω|`` and the focus density ``φ_B`` (the normal
+        density restricted to the box ``B``, ``φ / Z`` with ``Z = prod_i [Φ((b_i - c_i) / s) -
+        Φ((a_i - c_i) / s)]``), the test points follow ``m = (1/|Ω| + φ_B) / 2`` and
+        ``w = (1/|Ω|) / m``, so that ``sum_j w_j g(x_j) / n`` estimates the box average of
+        ``g``: both norms of the relative error are estimated with the points where the
+        solution lives.
+        """
+        return self._test_set(grid)[1]
+
+    def _test_set(self, grid: int) -> tuple[torch.Tensor, torch.Tensor | None]:
         domain = self.problem.domain
         if domain.dim <= 3:
             check_positive_int("grid", grid)
@@ -354,19 +373,53 @@ class PINN:
                 for a, b in zip(domain.lower, domain.upper, strict=True)
             ]
             mesh = torch.meshgrid(*axes, indexing="ij")
-            return torch.stack([m.reshape(-1) for m in mesh], dim=1)
+            return torch.stack([m.reshape(-1) for m in mesh], dim=1), None
         generator = torch.Generator().manual_seed(12345)
-        return domain.uniform(HIGH_DIM_TEST_POINTS, generator=generator)
+        focus = getattr(self.problem, "focus", None)
+        if focus is None:
+            return domain.uniform(HIGH_DIM_TEST_POINTS, generator=generator), None
+        centre = torch.tensor(focus[0], dtype=torch.float64)
+        scale = float(focus[1])
+        half = HIGH_DIM_TEST_POINTS // 2
+        uniform = domain.uniform(HIGH_DIM_TEST_POINTS - half, generator=generator)
+        kept: list[torch.Tensor] = []
+        count = 0
+        while count < half:  # rejection: the normal sample restricted to the box
+            draw = centre + scale * torch.randn(
+                2 * half, domain.dim, generator=generator, dtype=torch.float64
+            )
+            draw = draw[domain.contains(draw)]
+            kept.append(draw)
+            count += draw.shape[0]
+        focused = torch.cat(kept)[:half]
+        X = torch.cat([uniform, focused])
+        lo, hi = domain.bounds()
+        normal = torch.distributions.Normal(0.0, 1.0)
+        mass = (normal.cdf((hi - centre) / scale) - normal.cdf((lo - centre) / scale)).prod()
+        log_phi = (
+            -0.5 * ((X - centre) / scale).square().sum(dim=1)
+            - domain.dim * math.log(scale * math.sqrt(2 * math.pi))
+            - torch.log(mass)
+        )
+        uniform_density = 1.0 / domain.volume
+        weights = uniform_density / (0.5 * uniform_density + 0.5 * torch.exp(log_phi))
+        return X, weights
 
     def error(self, grid: int = 201, *, points: torch.Tensor | None = None) -> float:
         """Relative L2 error ``||u - u*|| / ||u*||`` against the exact solution, on
-        :meth:`test_points` (or on ``points``): fixed points, never the training ones."""
-        x = self.test_points(grid) if points is None else points
+        :meth:`test_points` with :meth:`test_weights` (or on ``points``, equally weighted):
+        fixed points, never the training ones."""
+        if points is None:
+            x, weights = self._test_set(grid)
+        else:
+            x, weights = points, None
         exact = self.problem.solution(x.to(torch.float64))
         approx = torch.cat(
             [self.predict(chunk).to(torch.float64) for chunk in torch.split(x, 65536)]
         )
-        return float(torch.linalg.vector_norm(approx - exact) / torch.linalg.vector_norm(exact))
+        w = torch.ones_like(exact) if weights is None else weights.to(exact)
+        gap = (w * (approx - exact).square()).sum()
+        return float(torch.sqrt(gap / (w * exact.square()).sum()))
 
     def plot(self, path: str | Path, *, grid: int = 101) -> Path:
         """The fitted solution, its pointwise error (when the exact solution is known) and the
