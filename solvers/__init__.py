@@ -11,6 +11,7 @@ Use :func:`solve` with a method name, or the solver classes directly::
 from neuralsolve.lanczos import LanczosResult, lanczos, ritz_pairs
 
 from .base import PreparedSolver, Solver, SolverBase
+from .chebyshev import ChebyshevResult, ChebyshevSolver
 from .convergence import IterationInfo
 from .dcdm import DCDM, DCDMPreconditioner, FlexibleDCDM, load_network
 from .dcdm_net import DCDMNet, DCDMNetConfig, geometry_flags
@@ -37,6 +38,8 @@ __all__ = [
     "PINN",
     "PRECONDITIONERS",
     "AMGPreconditioner",
+    "ChebyshevResult",
+    "ChebyshevSolver",
     "DCDMNet",
     "DCDMNetConfig",
     "DCDMPreconditioner",
