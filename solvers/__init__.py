@@ -15,6 +15,7 @@ from .chebyshev import ChebyshevResult, ChebyshevSolver
 from .convergence import IterationInfo
 from .dcdm import DCDM, DCDMPreconditioner, FlexibleDCDM, load_network
 from .dcdm_net import DCDMNet, DCDMNetConfig, geometry_flags
+from .gp import GPSolver
 from .krylov import CG, FlexibleCG
 from .pinn import MLP, FourierMLP
 from .pinn.solver import PINN
@@ -47,6 +48,7 @@ __all__ = [
     "FlexibleCG",
     "FlexibleDCDM",
     "FourierMLP",
+    "GPSolver",
     "ICPreconditioner",
     "IterationInfo",
     "JacobiPreconditioner",

@@ -54,6 +54,7 @@ from neuralsolve.errors import ConvergenceError, NonFiniteError
 from .gridpde import (
     check_grid_problem,
     check_resolution,
+    error_axes,
     evaluate_field,
     linearize,
     problem_frequency,
@@ -480,24 +481,3 @@ class ChebyshevSolver:
 
     def __repr__(self) -> str:
         return f"ChebyshevSolver(problem={problem_name(self.problem)}, n={self.n})"
-
-
-def error_axes(problem: Any, grid: int | None, frequency: float | None) -> list[torch.Tensor]:
-    """The uniform axes of an error grid: ``grid`` points per axis, or by default at least 10
-    per wavelength of ``frequency`` (and at least 2001 in 1-D, 201 in 2-D)."""
-    dom = problem.domain
-    if getattr(problem, "exact", None) is None:
-        raise ValueError(
-            f"problem {problem_name(problem)} has no exact solution: compare two solvers instead"
-        )
-    axes = []
-    for k in range(dom.dim):
-        length = dom.upper[k] - dom.lower[k]
-        if grid is None:
-            m = 2001 if dom.dim == 1 else 201
-            if frequency:
-                m = max(m, math.ceil(10 * frequency * length / (2 * math.pi)) + 1)
-        else:
-            m = check_int("grid", grid, minimum=2)
-        axes.append(torch.linspace(dom.lower[k], dom.upper[k], m, dtype=F64))
-    return axes

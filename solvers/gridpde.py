@@ -21,12 +21,14 @@ from typing import Any
 
 import torch
 
+from neuralsolve.checks import check_int
 from neuralsolve.errors import NonFiniteError
 
 __all__ = [
     "GridDerivatives",
     "check_grid_problem",
     "check_resolution",
+    "error_axes",
     "evaluate_field",
     "linearize",
     "problem_frequency",
@@ -100,11 +102,14 @@ def check_resolution(
     frequency: float | None,
     points_per_wavelength: float,
     what: str,
+    offset: int = 0,
 ) -> None:
     """Refuse a grid of ``sizes`` intervals per axis that cannot resolve ``frequency``.
 
     Axis ``k`` of length ``L_k`` holds ``frequency L_k / (2 pi)`` wavelengths; it needs at least
-    ``points_per_wavelength`` of ``what`` per wavelength.
+    ``points_per_wavelength`` of ``what`` per wavelength. The message asks for
+    ``n >= need + offset`` (``offset = 1`` when the caller's ``n`` counts points, not
+    intervals).
     """
     if frequency is None:
         return
@@ -116,7 +121,7 @@ def check_resolution(
                 f"{solver}: {n} {what} on axis {k} cannot resolve problem "
                 f"{problem_name(problem)}'s frequency {frequency:g} on an interval of length "
                 f"{length:.4g} ({frequency * length / (2 * math.pi):.1f} wavelengths need at "
-                f"least {points_per_wavelength:g} {what} each): pass n >= {need}"
+                f"least {points_per_wavelength:g} {what} each): pass n >= {need + offset}"
             )
 
 
@@ -191,3 +196,24 @@ def linearize(
     b = zeros(grad) if b is None else b
     c = zeros(hess) if c is None else c
     return r.detach(), a, b, c
+
+
+def error_axes(problem: Any, grid: int | None, frequency: float | None) -> list[torch.Tensor]:
+    """The uniform axes of an error grid: ``grid`` points per axis, or by default at least 10
+    per wavelength of ``frequency`` (and at least 2001 in 1-D, 201 in 2-D)."""
+    dom = problem.domain
+    if getattr(problem, "exact", None) is None:
+        raise ValueError(
+            f"problem {problem_name(problem)} has no exact solution: compare two solvers instead"
+        )
+    axes = []
+    for k in range(dom.dim):
+        length = dom.upper[k] - dom.lower[k]
+        if grid is None:
+            m = 2001 if dom.dim == 1 else 201
+            if frequency:
+                m = max(m, math.ceil(10 * frequency * length / (2 * math.pi)) + 1)
+        else:
+            m = check_int("grid", grid, minimum=2)
+        axes.append(torch.linspace(dom.lower[k], dom.upper[k], m, dtype=torch.float64))
+    return axes

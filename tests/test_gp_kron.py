@@ -73,6 +73,16 @@ def test_gradients_flow_through_the_factorisation():
         assert torch.allclose(a, m.grad, rtol=1e-8, atol=1e-8)
 
 
+def test_spd_inverse_logdet_backward_gradcheck():
+    from neuralsolve.solvers.gp.kron import spd_inverse_logdet
+
+    g = torch.Generator().manual_seed(5)
+    B = torch.randn(5, 5, generator=g, dtype=F64)
+    K = (B @ B.T + 5 * torch.eye(5, dtype=F64)).requires_grad_(True)
+    # the function of a symmetric K: feed (K + K^T)/2 so perturbations stay symmetric
+    assert torch.autograd.gradcheck(lambda M: spd_inverse_logdet(0.5 * (M + M.T)), (K,))
+
+
 def test_not_spd_is_refused():
     bad = torch.tensor([[1.0, 2.0], [2.0, 1.0]], dtype=F64)
     with pytest.raises(NotSPDError, match="factor 0 .* not positive definite.*jitter"):

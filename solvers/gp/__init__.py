@@ -14,13 +14,20 @@ from .kernels import (
     StudentTMixture,
     make_kernel,
 )
+from .kron import KroneckerCholesky, KroneckerEigh, kron_apply
+from .solver import GPModel, GPSolver
 
 __all__ = [
     "KERNELS",
+    "GPModel",
+    "GPSolver",
     "Kernel1d",
+    "KroneckerCholesky",
+    "KroneckerEigh",
     "Matern52",
     "SpectralMixture",
     "SquaredExponential",
     "StudentTMixture",
+    "kron_apply",
     "make_kernel",
 ]
