@@ -11,13 +11,16 @@ mixture) on [0, 2pi]^2. Each on the paper's grid (400, 900 for P2 and P4, 400^2 
 
 Methods, per problem:
 
-* ``gp-adam``: GP-HM-StM (Matern-5/2 x cos, Q = 30, the paper's initialisation) trained by
-  Adam (lr 1e-2) on everything for ``--steps`` steps or ``--time-limit`` seconds, whichever
-  comes first; the error of the final state (never a best-of over test checkpoints).
-* ``gp-closed``: the same model after those steps, then ``--sweeps`` closed-form sweeps
-  (the MAP grid values for the kernel learned so far, then the MAP precisions; linear PDEs).
-* ``gp-closed@init``: the closed-form sweeps from the initial kernel, without Adam: which of
-  Adam-on-u and the closed-form update gets further, and how fast.
+* ``gp-closed@init``: the closed-form MAP grid values (linear PDEs) for the initial kernel
+  (``--closed-kernel`` sm: GP-HM-GM, Q = 30, the paper's initialisation, jitter 1e-8) and
+  fixed low-noise precisions ``tau = v = --precision``: no training at all.
+* ``gp-adam``: GP-HM-StM (Matern-5/2 x cos, Q = 30, the paper's initialisation, jitter 1e-6)
+  trained by Adam (lr 1e-2) on everything (grid values, kernels, precisions) for ``--steps``
+  steps or ``--time-limit`` seconds, whichever comes first; the error of the final state
+  (never a best-of over test checkpoints).
+* ``gp-adam+closed``: then the closed-form grid values for the learned kernel at the same
+  fixed precisions. The three rows answer which of Adam-on-u and the closed form converges
+  faster.
 * ``chebyshev``: Chebyshev collocation (Newton for Allen-Cahn) with 1.25 frequency L nodes.
 * ``fd2``: second-order finite differences on the GP grid (measured at the nodes; between
   nodes a piecewise-linear FD answer would be dominated by interpolation error).
@@ -27,7 +30,7 @@ P1), against the exact solution, float64. Times are wall-clock seconds on this m
 ``--threads`` threads.
 
 Run: python examples/gp_hm.py [--problems P1,P2,P3,P4,P5,A1,Q1,Q2] [--steps 20000]
-[--time-limit 600] [--sweeps 10] [--threads 1] [--out bench-out/gp_hm]
+[--time-limit 600] [--precision 4.9e8] [--threads 1] [--out bench-out/gp_hm]
 (NEURALSOLVE_QUICK=1: a smoke run of a few seconds on P4 and Q2 with small grids and 20 steps).
 Writes gp_hm.json / .png / .md to ``--out`` and prints the table.
 """
@@ -84,8 +87,17 @@ def parser() -> argparse.ArgumentParser:
         default=60.0 if QUICK else 600.0,
         help="seconds of Adam per problem at most (default: 600)",
     )
-    p.add_argument("--sweeps", type=int, default=3 if QUICK else 10, help="closed-form sweeps")
-    p.add_argument("--kernel", default="stm", help="stm, sm, se or matern (default: stm)")
+    p.add_argument("--kernel", default="stm", help="Adam's kernel: stm, sm, se, matern")
+    p.add_argument("--closed-kernel", default="sm", help="the closed form's kernel (default: sm)")
+    p.add_argument(
+        "--closed-jitter", type=float, default=1e-8, help="the closed form's jitter (1e-8)"
+    )
+    p.add_argument(
+        "--precision",
+        type=float,
+        default=math.exp(20),
+        help="tau = v of the closed form (default: e^20 = 4.9e8, the low-noise limit)",
+    )
     p.add_argument("--Q", type=int, default=30, help="mixture components (default: 30)")
     p.add_argument("--lr", type=float, default=1e-2, help="Adam learning rate (default: 1e-2)")
     p.add_argument("--threads", type=int, default=1, help="torch threads (default: 1)")
@@ -160,27 +172,26 @@ def chebyshev(problem: Any) -> tuple[float, float, int]:
 
 # ----------------------------------------------------------------------------- GP-HM
 def gp_runs(problem: Any, pid: str, n: int, args: argparse.Namespace) -> list[dict[str, Any]]:
-    """``gp-closed@init``, ``gp-adam`` and ``gp-closed`` rows for one problem."""
+    """``gp-closed@init``, ``gp-adam`` and ``gp-adam+closed`` rows for one problem."""
     rows: list[dict[str, Any]] = []
     linear = problem.name != "allen-cahn"
-
-    def make() -> GPSolver:
-        return GPSolver(problem, n, kernel=args.kernel, Q=args.Q)
-
     if linear:
-        gp = make()
-        info = gp.solve_map(sweeps=args.sweeps, max_iters=CG_ITERS)
+        t0 = time.perf_counter()
+        gp = GPSolver(problem, n, kernel=args.closed_kernel, Q=args.Q, jitter=args.closed_jitter)
+        info = gp.solve_map(precision=args.precision, max_iters=CG_ITERS)
         rows.append(
             {
                 "problem": pid,
                 "method": "gp-closed@init",
                 "n": n,
                 "rel_l2": gp.error(),
-                "seconds": info["seconds"],
-                "detail": f"{args.sweeps} sweeps ({info['method']})",
+                "seconds": time.perf_counter() - t0,
+                "detail": f"{args.closed_kernel}, jitter {args.closed_jitter:g}, tau = v = "
+                f"{args.precision:g} ({info['method']}"
+                + (f", {info['iterations']} CG iterations)" if info["method"] == "cg" else ")"),
             }
         )
-    gp = make()
+    gp = GPSolver(problem, n, kernel=args.kernel, Q=args.Q)
     # Adam in chunks until the step budget or the time limit
     done, t_train, chunk = 0, 0.0, 50 if QUICK else 500
     per_step = math.nan
@@ -190,8 +201,8 @@ def gp_runs(problem: Any, pid: str, n: int, args: argparse.Namespace) -> list[di
         done += res.steps
         t_train += res.seconds
         per_step = res.seconds / max(1, res.steps)
-    # chunks restart Adam's moments; the Trainer's resume keeps them when a run is split on
-    # purpose (neuralsolve train gp --resume): this loop only trades that for a time limit
+    # each chunk starts Adam's moments afresh; `neuralsolve train gp --resume` keeps them when
+    # a run is split on purpose: this loop trades that for a time limit
     rows.append(
         {
             "problem": pid,
@@ -200,19 +211,19 @@ def gp_runs(problem: Any, pid: str, n: int, args: argparse.Namespace) -> list[di
             "rel_l2": gp.error(),
             "seconds": t_train,
             "ms_per_step": 1e3 * per_step,
-            "detail": f"{done} Adam steps (lr {args.lr:g})",
+            "detail": f"{args.kernel}, {done} Adam steps (lr {args.lr:g})",
         }
     )
     if linear:
-        info = gp.solve_map(sweeps=args.sweeps, max_iters=CG_ITERS)
+        info = gp.solve_map(precision=args.precision, max_iters=CG_ITERS)
         rows.append(
             {
                 "problem": pid,
-                "method": "gp-closed",
+                "method": "gp-adam+closed",
                 "n": n,
                 "rel_l2": gp.error(),
                 "seconds": t_train + info["seconds"],
-                "detail": f"{done} Adam steps + {args.sweeps} sweeps ({info['method']})",
+                "detail": f"the learned kernel, tau = v = {args.precision:g}",
             }
         )
     return rows
@@ -293,8 +304,10 @@ def main() -> None:
         "problems": wanted,
         "steps": args.steps,
         "time_limit": args.time_limit,
-        "sweeps": args.sweeps,
         "kernel": args.kernel,
+        "closed_kernel": args.closed_kernel,
+        "closed_jitter": args.closed_jitter,
+        "precision": args.precision,
         "Q": args.Q,
         "lr": args.lr,
         "quick": QUICK,
@@ -304,7 +317,8 @@ def main() -> None:
     table = format_table(rows)
     budget = (
         f"GP-HM-{args.kernel} Q={args.Q}, Adam lr {args.lr:g}, at most {args.steps} steps or "
-        f"{args.time_limit:g} s per problem, {args.sweeps} closed-form sweeps, "
+        f"{args.time_limit:g} s per problem; closed form: {args.closed_kernel}, jitter "
+        f"{args.closed_jitter:g}, tau = v = {args.precision:.3g}; "
         f"{args.threads} thread(s)"
     )
     with atomic_path(out / "gp_hm.md") as tmp:
