@@ -163,7 +163,9 @@ def build_parser() -> argparse.ArgumentParser:
     i = sub.add_parser("info", help="versions, threads and devices")
     i.set_defaults(func=_cmd_info)
     operators.add_data_parser(sub)
-    t = sub.add_parser("train", help="train a model (neural operators, DCDM networks, PINNs, GP-HM)")
+    t = sub.add_parser(
+        "train", help="train a model (neural operators, DCDM networks, PINNs, GP-HM)"
+    )
     tsub = t.add_subparsers(dest="train_command", metavar="WHAT")
     t.set_defaults(func=lambda args: usage(t))
     dcdm.add_dcdm_parser(tsub)
