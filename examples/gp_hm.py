@@ -211,9 +211,12 @@ def gp_runs(problem: Any, pid: str, n: int, args: argparse.Namespace) -> list[di
         )
     gp = GPSolver(problem, n, kernel=args.kernel, Q=args.Q)
     # Adam in chunks until the step budget or the time limit
-    done, t_train, chunk = 0, 0.0, 50 if QUICK else 500
+    done, t_train = 0, 0.0
     per_step = math.nan
     while done < args.steps and t_train < args.time_limit:
+        # a first chunk of 20 steps measures the step time; later chunks fit the time left
+        left = args.time_limit - t_train
+        chunk = 20 if done == 0 else max(1, min(1000, int(left / per_step)))
         k = min(chunk, args.steps - done)
         res = gp.fit(k, optimizer="adam", lr=args.lr, progress=False, log_every=k)
         done += res.steps
