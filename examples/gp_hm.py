@@ -108,7 +108,37 @@ def parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--threads", type=int, default=1, help="torch threads (default: 1)")
     p.add_argument("--out", default="bench-out/gp_hm", help="output folder")
+    p.add_argument(
+        "--step-time",
+        action="store_true",
+        help="only time Adam steps (loss, backward, update) on P1 (400) and Q1 (400 x 400)",
+    )
     return p
+
+
+def step_time(args: argparse.Namespace) -> None:
+    """Median and best wall time of one Adam step of GP-HM-StM (Q = 30) on P1 at N = 400 and
+    on Q1 on the 400 x 400 grid, after 3 warm-up steps."""
+    n = 60 if QUICK else 400
+    reps = 3 if QUICK else 20
+    for name, case in (("poisson1d-hf", "P1"), ("poisson2d-hf", "Q1")):
+        gp = GPSolver(pde.make(name, case=case), n, kernel=args.kernel, Q=args.Q, frequency=0.0)
+        opt = torch.optim.Adam(gp.model.parameters(), lr=args.lr)
+        times = []
+        for i in range(3 + reps):
+            t0 = time.perf_counter()
+            opt.zero_grad()
+            gp.loss(gp.model).backward()
+            opt.step()
+            if i >= 3:
+                times.append(time.perf_counter() - t0)
+        times.sort()
+        print(
+            f"{case} grid {'x'.join(str(m) for m in gp.shape)}, {args.threads} thread(s): "
+            f"median {1e3 * times[len(times) // 2]:.1f} ms, best {1e3 * times[0]:.1f} ms per "
+            f"Adam step ({reps} steps)",
+            flush=True,
+        )
 
 
 # ----------------------------------------------------------------------------- baselines
@@ -301,6 +331,10 @@ def main() -> None:
     if unknown:
         raise SystemExit(f"unknown problem(s) {unknown}; available: {', '.join(CASES)}")
     torch.set_num_threads(args.threads)
+    if args.step_time:
+        step_time(args)
+        print("ok")
+        return
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     rows: list[dict[str, Any]] = []
