@@ -270,3 +270,21 @@ def test_q1_sin100_sin100_collocation_meets_the_2d_target():
     assert gp.error() < 1e-3
     with pytest.raises(ValueError, match="nonlinear"):
         GPSolver(pde.make("allen-cahn", case="A1"), 400).solve_collocation()
+
+
+def test_fused_2d_path_equals_the_general_autograd_path(monkeypatch):
+    # the hand-written Toeplitz/FFT backward of the 2-D core against autograd through the
+    # same algebra: loss and every parameter's gradient to rounding
+    prob = pde.make("poisson2d-hf", case="Q2")
+    gp = GPSolver(prob, (9, 7), kernel="sm", Q=3, frequency=0.0)
+    _perturb(gp, 6)
+    assert gp.fused
+    params = list(gp.model.parameters())
+    fused_loss = gp.loss(gp.model)
+    fused = torch.autograd.grad(fused_loss, params)
+    monkeypatch.setattr(GPSolver, "fused", property(lambda self: False))
+    plain_loss = gp.loss(gp.model)
+    plain = torch.autograd.grad(plain_loss, params)
+    assert float((fused_loss - plain_loss).abs()) <= 1e-12 * float(plain_loss.abs())
+    for a, b in zip(fused, plain, strict=True):
+        assert float((a - b).abs().max()) <= 1e-10 * float(b.abs().max()) + 1e-300

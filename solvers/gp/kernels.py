@@ -142,10 +142,15 @@ class Kernel1d(torch.nn.Module):
         """``k^{(order)}(x_a - x_b)`` ``(n, n)`` on a uniform grid of spacing ``h``: the kernel
         is evaluated at the ``2n - 1`` offsets only and gathered (a stationary kernel on a
         uniform grid is a Toeplitz matrix)."""
-        m = torch.arange(-(n - 1), n, dtype=self.log_w.dtype, device=self.log_w.device)
-        vals = self.forward(m * h, order)  # (2n - 1,)
+        vals = self.toeplitz_values(n, h, order)  # (2n - 1,)
         idx = torch.arange(n, device=vals.device)
         return vals[idx[:, None] - idx[None, :] + (n - 1)]
+
+    def toeplitz_values(self, n: int, h: float, order: int = 0) -> torch.Tensor:
+        """``k^{(order)}(m h)`` for ``m = -(n-1)..n-1``: the ``2n - 1`` values of the Toeplitz
+        matrix :meth:`toeplitz` (entry ``(i, j)`` is value ``i - j + n - 1``)."""
+        m = torch.arange(-(n - 1), n, dtype=self.log_w.dtype, device=self.log_w.device)
+        return self.forward(m * h, order)
 
     def extra_repr(self) -> str:
         return f"Q={self.Q}"

@@ -76,6 +76,7 @@ from ..gridpde import (
     problem_frequency,
     problem_name,
 )
+from .fused import kron_core
 from .kernels import KERNELS, Kernel1d
 from .kron import kron_apply, spd_inverse_logdet
 
@@ -380,18 +381,39 @@ class GPSolver:
         with torch.no_grad():
             return self.residual_from(self.model)
 
+    @property
+    def fused(self) -> bool:
+        """Whether :meth:`loss` takes the fused 2-D path (:func:`.fused.kron_core`): a uniform
+        2-D grid and a linear residual without first derivatives (Poisson, Helmholtz)."""
+        return (
+            self.dim == 2
+            and all(h is not None for h in self.uniform)
+            and self._affine is not None
+            and not self._affine_uses[0]
+        )
+
     def loss(self, model: GPModel, _batch: Any = None) -> torch.Tensor:
         """The negative log joint (module notes)."""
-        F = _Factors(self, model)
         U = model.u
-        # P_k = K_k^{-1} along axis k of U: the quadratic form and every derivative reuse them
-        P = [_apply_axis(F.inv[k], U, k) for k in range(self.dim)]
-        if self.dim == 1:
-            quad = (U * P[0]).sum()
-        else:  # tr(U^T K_1^{-1} U K_2^{-1}) = sum((K_1^{-1} U) * (U K_2^{-1}))
-            quad = (P[0] * P[1]).sum()
-        logdet = F.logdet
-        R = self.residual_from(model, F, P)
+        if self.fused:
+            vals = [
+                model.kernels[k].toeplitz_values(self.shape[k], self.uniform[k], order)
+                for k in range(2)
+                for order in (0, 2)
+            ]
+            logdet, quad, Hx, Hy = kron_core(*vals, U, self.jitter)
+            r0, a, _, c = self._affine  # type: ignore[misc]
+            R = r0 + a * U.reshape(-1) + c[:, 0] * Hx.reshape(-1) + c[:, 1] * Hy.reshape(-1)
+        else:
+            F = _Factors(self, model)
+            # P_k = K_k^{-1} along axis k of U: the quadratic form and the derivatives reuse it
+            P = [_apply_axis(F.inv[k], U, k) for k in range(self.dim)]
+            if self.dim == 1:
+                quad = (U * P[0]).sum()
+            else:  # tr(U^T K_1^{-1} U K_2^{-1}) = sum((K_1^{-1} U) * (U K_2^{-1}))
+                quad = (P[0] * P[1]).sum()
+            logdet = F.logdet
+            R = self.residual_from(model, F, P)
         gap = U.reshape(-1)[self.boundary_mask] - self.boundary_values
         Nb, Nc = gap.numel(), R.numel()
         tau, v = torch.exp(model.log_tau), torch.exp(model.log_v)
