@@ -272,11 +272,14 @@ def test_q1_sin100_sin100_collocation_meets_the_2d_target():
         GPSolver(pde.make("allen-cahn", case="A1"), 400).solve_collocation()
 
 
-def test_fused_2d_path_equals_the_general_autograd_path(monkeypatch):
-    # the hand-written Toeplitz/FFT backward of the 2-D core against autograd through the
-    # same algebra: loss and every parameter's gradient to rounding
-    prob = pde.make("poisson2d-hf", case="Q2")
-    gp = GPSolver(prob, (9, 7), kernel="sm", Q=3, frequency=0.0)
+@pytest.mark.parametrize(
+    "name,case,n", [("poisson2d-hf", "Q2", (9, 7)), ("poisson1d-hf", "P4", (13,))]
+)
+def test_fused_path_equals_the_general_autograd_path(monkeypatch, name, case, n):
+    # the hand-written Toeplitz/FFT backward of the core against autograd through the same
+    # algebra: loss and every parameter's gradient to rounding
+    prob = pde.make(name, case=case)
+    gp = GPSolver(prob, n, kernel="sm", Q=3, frequency=0.0)
     _perturb(gp, 6)
     assert gp.fused
     params = list(gp.model.parameters())

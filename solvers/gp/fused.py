@@ -21,6 +21,11 @@ A Toeplitz parameter's gradient is the sum of its matrix gradient along each dia
 product ``X Y^T`` that is the cross-correlation of the columns of ``X`` and ``Y`` summed over
 columns, computed by FFT (``O(n^2 log n)``) instead of forming the product. The backward thus
 takes five ``n x n`` products where autograd through the same algebra takes twelve.
+
+:func:`kron_core_1d` is the 1-D case (``n_2 = 1``): ``logdet = log|K|``, ``quad = u^T A u``,
+``H = K'' A u``; its backward is matrix-vector products and correlations of vectors only
+(``dK = -(A z)(A u)^T + g_l A`` is rank one plus ``A``), so a step costs one Cholesky
+factorisation and inverse.
 """
 
 from __future__ import annotations
@@ -31,7 +36,7 @@ import torch
 
 from .kron import spd_inverse_logdet
 
-__all__ = ["kron_core", "toeplitz"]
+__all__ = ["kron_core", "kron_core_1d", "toeplitz"]
 
 
 def toeplitz(c: torch.Tensor, n: int) -> torch.Tensor:
@@ -114,3 +119,35 @@ def kron_core(
     ``k*`` are the ``2 n_k - 1`` Toeplitz values of ``K_k`` (without the jitter) and ``K_k''``.
     """
     return _KronCore.apply(k1, k1dd, k2, k2dd, U, jitter)
+
+
+class _KronCore1d(torch.autograd.Function):
+    @staticmethod
+    def forward(  # type: ignore[override]
+        ctx: Any, k: torch.Tensor, kdd: torch.Tensor, u: torch.Tensor, jitter: float
+    ) -> tuple[torch.Tensor, ...]:
+        n = u.shape[0]
+        eye = torch.eye(n, dtype=u.dtype, device=u.device)
+        A, logdet = spd_inverse_logdet(toeplitz(k, n) + jitter * eye)
+        T = toeplitz(kdd, n)
+        p = A @ u
+        ctx.save_for_backward(A, T, p)
+        return logdet, u @ p, T @ p
+
+    @staticmethod
+    def backward(  # type: ignore[override]
+        ctx: Any, gl: torch.Tensor, gq: torch.Tensor, gH: torch.Tensor
+    ) -> tuple[torch.Tensor | None, ...]:
+        A, T, p = ctx.saved_tensors
+        w = gq * p + A @ (T.T @ gH)  # A z with z = g_q u + T''^T g_H
+        du = gq * p + w
+        dkdd = _corr_cols(gH[:, None], p[:, None])
+        dk = -_corr_cols(w[:, None], p[:, None]) + gl * _diag_sums(A)
+        return dk, dkdd, du, None
+
+
+def kron_core_1d(
+    k: torch.Tensor, kdd: torch.Tensor, u: torch.Tensor, jitter: float
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """``(log|K|, u^T K^{-1} u, K'' K^{-1} u)`` on a uniform 1-D grid (module notes)."""
+    return _KronCore1d.apply(k, kdd, u, jitter)

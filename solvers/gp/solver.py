@@ -53,9 +53,9 @@ nodes, solved by fast diagonalisation in 2-D. On the GP-HM benchmarks these clos
 the *initial* kernel, reach 1e-5-1e-4 in seconds, where Adam on the full model needs many
 thousands of steps (docs/benchmarks/gp_hm.md).
 
-On a uniform 2-D grid with a linear residual of second derivatives only, :meth:`GPSolver.loss`
-goes through :func:`.fused.kron_core` (a hand-written backward that reads the Toeplitz
-kernels' gradients off FFT correlations).
+On a uniform grid with a linear residual of second derivatives only, :meth:`GPSolver.loss`
+goes through :func:`.fused.kron_core` (2-D) or :func:`.fused.kron_core_1d` (1-D): a
+hand-written backward that reads the Toeplitz kernels' gradients off FFT correlations.
 """
 
 from __future__ import annotations
@@ -84,7 +84,7 @@ from ..gridpde import (
     problem_frequency,
     problem_name,
 )
-from .fused import kron_core
+from .fused import kron_core, kron_core_1d
 from .kernels import KERNELS, Kernel1d
 from .kron import kron_apply, spd_inverse_logdet
 
@@ -391,10 +391,11 @@ class GPSolver:
 
     @property
     def fused(self) -> bool:
-        """Whether :meth:`loss` takes the fused 2-D path (:func:`.fused.kron_core`): a uniform
-        2-D grid and a linear residual without first derivatives (Poisson, Helmholtz)."""
+        """Whether :meth:`loss` takes the fused path (:func:`.fused.kron_core`,
+        :func:`.fused.kron_core_1d`): a uniform grid and a linear residual without first
+        derivatives (Poisson, Helmholtz)."""
         return (
-            self.dim == 2
+            self.dim in (1, 2)
             and all(h is not None for h in self.uniform)
             and self._affine is not None
             and not self._affine_uses[0]
@@ -403,7 +404,14 @@ class GPSolver:
     def loss(self, model: GPModel, _batch: Any = None) -> torch.Tensor:
         """The negative log joint (module notes)."""
         U = model.u
-        if self.fused:
+        if self.fused and self.dim == 1:
+            kernel, n, h = model.kernels[0], self.shape[0], self.uniform[0]
+            logdet, quad, H = kron_core_1d(
+                kernel.toeplitz_values(n, h, 0), kernel.toeplitz_values(n, h, 2), U, self.jitter
+            )
+            r0, a, _, c = self._affine  # type: ignore[misc]
+            R = r0 + a * U + c[:, 0] * H
+        elif self.fused:
             vals = [
                 model.kernels[k].toeplitz_values(self.shape[k], self.uniform[k], order)
                 for k in range(2)
