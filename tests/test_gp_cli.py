@@ -64,6 +64,23 @@ def test_a_killed_run_resumes_to_the_uninterrupted_losses(tmp_path: Path) -> Non
     assert _losses(killed) == _losses(ref)  # bit-identical
 
 
+def test_closed_form_at_fixed_precision_and_noise_free(tmp_path: Path) -> None:
+    # P4 on 60 points, initial SM kernel, jitter 1e-8: the low-noise MAP is at 7.8e-5
+    # (docs/benchmarks/gp_hm.md); the noise-free collocation is the other closed form
+    base = [
+        "train", "gp", "--problem", "poisson1d-hf", "--param", "case=P4", "--n", "60",
+        "--kernel", "sm", "--jitter", "1e-8", "--steps", "1", "--closed-form", "1",
+        "--no-progress", "--no-reference", "--threads", "1",
+    ]  # fmt: skip
+    assert main([*base, "--precision", "4.85e8", "--out", str(tmp_path / "a")]) == 0
+    summary = json.loads((tmp_path / "a" / "summary.json").read_text())
+    assert summary["closed_form"]["rel_l2"] < 1e-3
+    assert main([*base, "--precision", "inf", "--out", str(tmp_path / "b")]) == 0
+    summary = json.loads((tmp_path / "b" / "summary.json").read_text())
+    assert summary["closed_form"]["method"] == "dense solve"  # 1-D
+    assert summary["closed_form"]["rel_l2"] < 1e-2
+
+
 def test_bad_input_exits_2(tmp_path: Path, capsys) -> None:
     base = ["train", "gp", "--out", str(tmp_path), "--no-progress", "--steps", "1"]
     assert main([*base, "--problem", "poisson3d-hf"]) == 2

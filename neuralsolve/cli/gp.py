@@ -21,6 +21,10 @@ examples:
   neuralsolve train gp --problem poisson1d-hf --param case=P1 --n 400 --steps 20000 --out runs/p1 --resume
   neuralsolve train gp --problem poisson2d-hf --param case=Q2 --n 200 --kernel sm --steps 5000
   neuralsolve train gp --problem poisson1d-hf --param case=P4 --n 900 --closed-form 10
+  neuralsolve train gp --problem poisson1d-hf --param case=P1 --kernel sm --jitter 1e-8 \
+      --steps 1 --closed-form 1 --precision 4.85e8      # the closed form at low noise
+  neuralsolve train gp --problem poisson2d-hf --kernel sm --jitter 1e-8 --steps 1 \
+      --closed-form 1 --precision inf                   # 2-D: noise-free collocation
 
 Writes OUT/last.pt (resumable: grid values, kernel parameters, precisions, optimizer state),
 OUT/metrics.jsonl, OUT/summary.json (the relative L2 error on a fine grid with at least 10
@@ -68,6 +72,13 @@ def add_gp_parser(tsub: Any) -> None:
         default=0,
         metavar="SWEEPS",
         help="after training, this many closed-form sweeps (u, then the precisions; linear PDEs)",
+    )
+    p.add_argument(
+        "--precision",
+        type=float,
+        default=None,
+        help="with --closed-form: fix tau = v to this value instead (the low-noise MAP, e.g. "
+        "4.85e8); 'inf' takes the noise-free interior collocation (fast diagonalisation in 2-D)",
     )
     p.add_argument("--out", default=None, help="run directory (default: runs/gp-PROBLEM)")
     p.add_argument("--resume", action="store_true", help="continue from OUT/last.pt")
@@ -133,7 +144,12 @@ def _cmd_train_gp(args: argparse.Namespace) -> int:
     error = gp.error(grid=args.grid) if has_exact else None
     closed = None
     if args.closed_form > 0:
-        closed = gp.solve_map(sweeps=args.closed_form)
+        if args.precision is not None and math.isinf(args.precision):
+            closed = gp.solve_collocation()
+        elif args.precision is not None:
+            closed = gp.solve_map(precision=args.precision)
+        else:
+            closed = gp.solve_map(sweeps=args.closed_form)
         closed["rel_l2"] = gp.error(grid=args.grid) if has_exact else None
     reference = None
     if has_exact and not args.no_reference:

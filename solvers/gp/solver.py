@@ -652,7 +652,8 @@ class GPSolver:
                 V = kron_apply(Ps, W / denom)
                 U[inner] = V.real.to(self.dtype)
             self.model.u.copy_(U)
-        return {"method": "fast diagonalisation", "seconds": time.perf_counter() - t0}
+        method = "dense solve" if self.dim == 1 else "fast diagonalisation"
+        return {"method": method, "seconds": time.perf_counter() - t0}
 
     def _map_once(self, rtol: float, max_iters: int) -> dict[str, Any]:
         """One closed-form ``u`` update (see :meth:`solve_map`)."""
