@@ -11,9 +11,11 @@ Use :func:`solve` with a method name, or the solver classes directly::
 from neuralsolve.lanczos import LanczosResult, lanczos, ritz_pairs
 
 from .base import PreparedSolver, Solver, SolverBase
+from .chebyshev import ChebyshevResult, ChebyshevSolver
 from .convergence import IterationInfo
 from .dcdm import DCDM, DCDMPreconditioner, FlexibleDCDM, load_network
 from .dcdm_net import DCDMNet, DCDMNetConfig, geometry_flags
+from .gp import GPSolver
 from .krylov import CG, FlexibleCG
 from .pinn import MLP, FourierMLP
 from .pinn.solver import PINN
@@ -37,6 +39,8 @@ __all__ = [
     "PINN",
     "PRECONDITIONERS",
     "AMGPreconditioner",
+    "ChebyshevResult",
+    "ChebyshevSolver",
     "DCDMNet",
     "DCDMNetConfig",
     "DCDMPreconditioner",
@@ -44,6 +48,7 @@ __all__ = [
     "FlexibleCG",
     "FlexibleDCDM",
     "FourierMLP",
+    "GPSolver",
     "ICPreconditioner",
     "IterationInfo",
     "JacobiPreconditioner",

@@ -28,6 +28,7 @@ from .problem import PDEProblem
 
 __all__ = [
     "ALLEN_CAHN_CASES",
+    "FREQUENCIES",
     "POISSON1D_CASES",
     "POISSON2D_CASES",
     "allen_cahn",
@@ -239,6 +240,20 @@ def _ac2_dd(s: torch.Tensor) -> torch.Tensor:
     return -torch.sin(s) - 40 * torch.sin(20 * s) - 1e4 * torch.cos(100 * s)
 
 
+#: the highest angular frequency of each case's solution (what a grid must resolve)
+FREQUENCIES: dict[str, float] = {
+    "P1": 100.0,
+    "P2": 200.0,
+    "P3": 106.0,
+    "P4": 100.0,
+    "P5": 500.0,
+    "Q1": 100.0,
+    "Q2": 26.0,
+    "A1": 100.0,
+    "A2": 106.0,
+    "AC2": 100.0,
+}
+
 # case -> (v, v'', interval, formula)
 POISSON1D_CASES: dict[str, tuple[Fn1, Fn1, tuple[float, float], str]] = {
     "P1": (_sin100, _sin100_dd, (0.0, TWO_PI), "sin(100x) on [0, 2pi]"),
@@ -308,7 +323,7 @@ def _poisson_hf(name: str, case: str, d: int, form: str, entry: tuple) -> PDEPro
         equation=equation,
         exact=exact,
         forcing=lap_exact,
-        params={"case": case},
+        params={"case": case, "frequency": FREQUENCIES[case]},
         doc=f"{op} = f, u = {formula} (GP-HM case {case})",
     )
 
@@ -373,7 +388,7 @@ def allen_cahn(*, case: str = "AC2") -> PDEProblem:
         equation=equation,
         exact=exact,
         forcing=forcing,
-        params={"case": case},
+        params={"case": case, "frequency": FREQUENCIES[case]},
         doc=f"steady Allen-Cahn {op} + u(u^2-1) = f, u = {formula} (GP-HM case {case}; "
         "default AC2)",
     )

@@ -61,7 +61,7 @@ def _add_runtime_args(p: argparse.ArgumentParser) -> None:
 def build_parser() -> argparse.ArgumentParser:
     from neuralsolve._version import __version__
 
-    from . import dcdm, operators, pinn
+    from . import dcdm, gp, operators, pinn
 
     parser = argparse.ArgumentParser(
         prog="neuralsolve",
@@ -176,12 +176,15 @@ def build_parser() -> argparse.ArgumentParser:
     i = sub.add_parser("info", help="versions, threads and devices")
     i.set_defaults(func=_cmd_info)
     operators.add_data_parser(sub)
-    t = sub.add_parser("train", help="train a model (neural operators, DCDM networks, PINNs)")
+    t = sub.add_parser(
+        "train", help="train a model (neural operators, DCDM networks, PINNs, GP-HM)"
+    )
     tsub = t.add_subparsers(dest="train_command", metavar="WHAT")
     t.set_defaults(func=lambda args: usage(t))
     dcdm.add_dcdm_parser(tsub)
     operators.add_train_operator_parser(tsub)
     pinn.add_pinn_parser(tsub)
+    gp.add_gp_parser(tsub)
     operators.add_eval_parser(sub)
     return parser
 
