@@ -7,7 +7,8 @@ Budget per run: a tanh MLP (``--width`` 32 x ``--depth`` 6 hidden layers), ``--n
 collocation points (RAR-D starts there and adds 10 per round), ``--steps`` 10000 Adam steps at
 lr 1e-3, new points every ``--resample-every`` 1000 steps, float32. Reported per (problem,
 sampler): the relative L2 error on fixed test points (PINN.error: a 201^2 grid in 2-D, 1e5
-fixed random points for d > 3), mean and min / max over the seeds, and the wall time per run.
+fixed random points for d > 3, half of them about the solution's focus, importance-weighted),
+mean and min / max over the seeds, and the wall time per run.
 
 For the first problem (and first seed) it also estimates the Hessian spectral density of the
 final PINN loss in the network's parameters, uniform against AAS, by stochastic Lanczos
@@ -359,10 +360,12 @@ def run_deepxde(dde, problem_name: str, sampler: str, seed: int, args: argparse.
             idx = rng.choice(len(X), args.n_points, replace=False, p=p / p.sum())
             data.replace_with_anchors(X[idx])
     seconds = time.perf_counter() - start
-    x = PINN(problem, net=MLP(width=2, depth=1), n_points=1).test_points()
+    ours = PINN(problem, net=MLP(width=2, depth=1), n_points=1)
+    x, w = ours.test_points(), ours.test_weights()  # the same points and weights as PINN.error
     approx = np.concatenate([model.predict(c.numpy()) for c in torch.split(x, 65536)])
     u = problem.solution(x).numpy()
-    error = float(np.linalg.norm(approx.reshape(-1) - u) / np.linalg.norm(u))
+    w = np.ones_like(u) if w is None else w.numpy()
+    error = float(np.sqrt((w * (approx.reshape(-1) - u) ** 2).sum() / (w * u**2).sum()))
     label = f"deepxde-{sampler}"
     print(f"  {problem_name} {label} seed {seed}: rel. L2 {error:.4g}, {seconds:.1f} s", flush=True)
     return {"problem": problem_name, "sampler": label, "seed": seed, "rel_l2": error,
