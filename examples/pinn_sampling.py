@@ -361,7 +361,7 @@ def run_deepxde(dde, problem_name: str, sampler: str, seed: int, args: argparse.
             data.replace_with_anchors(X[idx])
     seconds = time.perf_counter() - start
     ours = PINN(problem, net=MLP(width=2, depth=1), n_points=1)
-    x, w = ours.test_points(), ours.test_weights()  # the same points and weights as PINN.error
+    x, w = ours.test_set()  # the same points and weights as PINN.error
     approx = np.concatenate([model.predict(c.numpy()) for c in torch.split(x, 65536)])
     u = problem.solution(x).numpy()
     w = np.ones_like(u) if w is None else w.numpy()

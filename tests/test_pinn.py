@@ -142,7 +142,7 @@ def test_high_dimensional_test_points_estimate_the_norm_of_a_concentrated_soluti
     # Uniform points alone miss it at d = 10 (2 of 1e5 points hold half of it).
     prob = ns.datasets.pde.make("exp-nd", d=d)
     pinn = PINN(prob, net=MLP(width=4, depth=1), n_points=10)
-    X, w = pinn.test_points(), pinn.test_weights()
+    X, w = pinn.test_set()
     assert X.shape == (100_000, d) and w is not None and bool(prob.domain.contains(X).all())
     exact = (math.sqrt(math.pi / 20) * math.erf(math.sqrt(20)) / 2) ** d
     estimate = float((w * prob.solution(X).square()).mean())

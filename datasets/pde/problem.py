@@ -80,7 +80,7 @@ class PDEProblem:
         dimensions errors are measured by Monte Carlo, and uniform points miss such a solution
         (for exp10d, 2 of 1e5 uniform points hold half of ``||u*||^2``); with a focus, half the
         test points are drawn from ``N(centre, scale^2 I)`` in the box and importance-weighted
-        (``PINN.test_points``).
+        (``PINN.test_set``).
     doc : str
         One line: the equation, the solution, the domain.
 

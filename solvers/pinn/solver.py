@@ -342,27 +342,23 @@ class PINN:
             return self.model(x.to(dtype=self.dtype, device=self.device))
 
     def test_points(self, grid: int = 201) -> torch.Tensor:
-        """Where :meth:`error` measures: a ``grid^d`` tensor grid for ``d <= 3`` (at most
-        ``grid = 201`` per axis in 3-D is 8.1 M points: use a smaller grid there), else
-        ``HIGH_DIM_TEST_POINTS`` points from a fixed seed (12345): uniform in the box, or, for a
-        problem with a ``focus`` (a solution concentrated about a centre), half uniform and half
-        from ``N(centre, scale^2 I)`` kept inside the box (:meth:`test_weights` then weighs
-        them)."""
-        return self._test_set(grid)[0]
+        """The points of :meth:`test_set` (without their weights)."""
+        return self.test_set(grid)[0]
 
-    def test_weights(self, grid: int = 201) -> torch.Tensor | None:
-        """The importance weights of :meth:`test_points` (``None``: equal weights).
+    def test_set(self, grid: int = 201) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """Where :meth:`error` measures: ``(points, weights)``.
 
-        With the uniform density ``1 / |Ω|`` and the focus density ``φ_B`` (the normal
+        A ``grid^d`` tensor grid for ``d <= 3`` (at most ``grid = 201`` per axis in 3-D is
+        8.1 M points: use a smaller grid there), with ``weights = None`` (equal). Else
+        ``HIGH_DIM_TEST_POINTS`` points from a fixed seed (12345): uniform in the box (weights
+        ``None``), or, for a problem with a ``focus`` (a solution concentrated about a centre),
+        half uniform and half from ``N(centre, scale^2 I)`` kept inside the box, with importance
+        weights. With the uniform density ``1 / |Ω|`` and the focus density ``φ_B`` (the normal
         density restricted to the box ``B``, ``φ / Z`` with ``Z = prod_i [Φ((b_i - c_i) / s) -
-        Φ((a_i - c_i) / s)]``), the test points follow ``m = (1/|Ω| + φ_B) / 2`` and
-        ``w = (1/|Ω|) / m``, so that ``sum_j w_j g(x_j) / n`` estimates the box average of
-        ``g``: both norms of the relative error are estimated with the points where the
-        solution lives.
+        Φ((a_i - c_i) / s)]``), the points follow ``m = (1/|Ω| + φ_B) / 2`` and ``w = (1/|Ω|) /
+        m``, so that ``sum_j w_j g(x_j) / n`` estimates the box average of ``g``: both norms of
+        the relative error are estimated with the points where the solution lives.
         """
-        return self._test_set(grid)[1]
-
-    def _test_set(self, grid: int) -> tuple[torch.Tensor, torch.Tensor | None]:
         domain = self.problem.domain
         if domain.dim <= 3:
             check_positive_int("grid", grid)
@@ -407,10 +403,10 @@ class PINN:
 
     def error(self, grid: int = 201, *, points: torch.Tensor | None = None) -> float:
         """Relative L2 error ``||u - u*|| / ||u*||`` against the exact solution, on
-        :meth:`test_points` with :meth:`test_weights` (or on ``points``, equally weighted):
+        :meth:`test_set`, weighted (or on ``points``, equally weighted):
         fixed points, never the training ones."""
         if points is None:
-            x, weights = self._test_set(grid)
+            x, weights = self.test_set(grid)
         else:
             x, weights = points, None
         exact = self.problem.solution(x.to(torch.float64))
