@@ -361,6 +361,8 @@ def test_bad_options_and_domain() -> None:
         make_sampler("rad", Box.cube(2), 100, n_candidates=50)
     with pytest.raises(ValueError, match="mix"):
         make_sampler("aas", Box.cube(2), 8, mix=1.0)
+    with pytest.raises(ValueError, match="uniform_share"):
+        make_sampler("aas", Box.cube(2), 8, uniform_share=1.5)
 
 
 @pytest.mark.parametrize("name", ["rar-g", "rar-d", "rad", "aas"])
