@@ -51,6 +51,17 @@ PROBLEMS = "peak2d,two-peak2d,exp5d,exp10d"
 SAMPLERS = "uniform,rad,rar-d,aas"
 
 
+def non_negative_int(text: str) -> int:
+    """An argparse ``type``: an integer >= 0, else a usage error that quotes the text."""
+    try:
+        value = int(text)
+    except ValueError:
+        value = -1
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be an integer >= 0, got {text!r}")
+    return value
+
+
 def positive_int(text: str) -> int:
     """An argparse ``type``: an integer >= 1, else a usage error that quotes the text."""
     try:
@@ -101,7 +112,14 @@ def parser() -> argparse.ArgumentParser:
         "--samplers", type=names(available_samplers(), "sampler"), default=SAMPLERS,
         help=f"comma-separated samplers (default {SAMPLERS})",
     )  # fmt: skip
-    p.add_argument("--seeds", type=positive_int, default=1 if QUICK else 3, help="seeds 0..N-1")
+    p.add_argument(
+        "--seeds", type=positive_int, default=1 if QUICK else 3,
+        help="number of seeds: --first-seed .. --first-seed + N - 1",
+    )  # fmt: skip
+    p.add_argument(
+        "--first-seed", type=non_negative_int, default=0,
+        help="first seed (to add seeds to an earlier run's, e.g. --first-seed 1 --seeds 2)",
+    )  # fmt: skip
     p.add_argument("--width", type=positive_int, default=16 if QUICK else 32, help="MLP width")
     p.add_argument(
         "--depth", type=positive_int, default=2 if QUICK else 6, help="MLP hidden layers"
@@ -380,13 +398,14 @@ def main() -> None:
     out.mkdir(parents=True, exist_ok=True)
     runs, spectra = [], []
     first = args.problems[0]
+    seeds = list(range(args.first_seed, args.first_seed + args.seeds))
     for problem in args.problems:
         print(f"{problem}:", flush=True)
         for sampler in args.samplers:
-            for seed in range(args.seeds):
+            for seed in seeds:
                 row, pinn = run_one(problem, sampler, seed, args)
                 runs.append(row)
-                wanted = problem == first and seed == 0 and sampler in ("uniform", "aas")
+                wanted = problem == first and seed == seeds[0] and sampler in ("uniform", "aas")
                 if wanted and args.lanczos_steps > 0:
                     spectra.append(hessian_spectrum(pinn, args, seed))
                     s = spectra[-1]  # fmt: skip
@@ -397,7 +416,7 @@ def main() -> None:
                     )
         if dde is not None:
             for sampler in ("uniform", "rad"):
-                for seed in range(args.seeds):
+                for seed in seeds:
                     row = run_deepxde(dde, problem, sampler, seed, args)
                     if row is not None:
                         runs.append(row)
@@ -410,7 +429,7 @@ def main() -> None:
         **run_record(),
         "problems": args.problems,
         "samplers": args.samplers,
-        "seeds": args.seeds,
+        "seeds": seeds,
         "width": args.width,
         "depth": args.depth,
         "n_points": args.n_points,
