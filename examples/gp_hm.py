@@ -94,6 +94,12 @@ def parser() -> argparse.ArgumentParser:
         "--closed-jitter", type=float, default=1e-8, help="the closed form's jitter (1e-8)"
     )
     p.add_argument(
+        "--closed-log-ls",
+        type=float,
+        default=0.0,
+        help="the closed form's initial log inverse length scale (default: 0, the paper's)",
+    )
+    p.add_argument(
         "--precision",
         type=float,
         default=math.exp(20),
@@ -228,7 +234,14 @@ def gp_runs(problem: Any, pid: str, n: int, args: argparse.Namespace) -> list[di
     linear = problem.name != "allen-cahn"
     if linear:
         t0 = time.perf_counter()
-        gp = GPSolver(problem, n, kernel=args.closed_kernel, Q=args.Q, jitter=args.closed_jitter)
+        gp = GPSolver(
+            problem,
+            n,
+            kernel=args.closed_kernel,
+            Q=args.Q,
+            jitter=args.closed_jitter,
+            log_ls=args.closed_log_ls,
+        )
         info = closed_form(gp, args)
         rows.append(
             {
@@ -237,7 +250,8 @@ def gp_runs(problem: Any, pid: str, n: int, args: argparse.Namespace) -> list[di
                 "n": n,
                 "rel_l2": gp.error(),
                 "seconds": time.perf_counter() - t0,
-                "detail": f"{args.closed_kernel}, jitter {args.closed_jitter:g}, " + info["what"],
+                "detail": f"{args.closed_kernel}, jitter {args.closed_jitter:g}, log_ls "
+                f"{args.closed_log_ls:g}, " + info["what"],
             }
         )
     # one uninterrupted Adam run of as many steps as fit the time limit, measured on a
@@ -357,6 +371,7 @@ def main() -> None:
         "kernel": args.kernel,
         "closed_kernel": args.closed_kernel,
         "closed_jitter": args.closed_jitter,
+        "closed_log_ls": args.closed_log_ls,
         "precision": args.precision,
         "Q": args.Q,
         "lr": args.lr,

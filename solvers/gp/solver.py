@@ -187,6 +187,12 @@ class GPSolver:
         The initial frequencies are ``linspace(0, 1, Q) freq_scale`` (cycles per unit length);
         default ``1.25 frequency / (2 pi)`` when the problem states its angular frequency, else
         20.
+    log_ls : float
+        The initial inverse length scale of every component, in the log domain (0 in the
+        paper: ``exp(-d^2)``, smooth over the whole box). On fine grids of multiscale problems
+        a kernel a few grid spacings wide conditions the closed form better: P4 at 900 points
+        gives rel. L2 5.8e-5 with ``log_ls=10`` against 2.3e-3 with 0; on P1 the same value
+        fails, so it is a per-problem choice.
     boundary_weight : float
         ``lambda`` (200 in the paper).
     jitter : float
@@ -217,6 +223,7 @@ class GPSolver:
         kernel: str = "stm",
         Q: int = 30,
         freq_scale: float | None = None,
+        log_ls: float = 0.0,
         boundary_weight: float = 200.0,
         jitter: float = 1e-6,
         frequency: float | None = None,
@@ -270,8 +277,15 @@ class GPSolver:
         if freq_scale is None:
             freq_scale = 20.0 if not self.frequency else 1.25 * self.frequency / (2 * math.pi)
         self.freq_scale = check_positive_float("freq_scale", freq_scale)
+        if isinstance(log_ls, bool) or not isinstance(log_ls, (int, float)):
+            raise TypeError(f"{who}: log_ls must be a float, got {type(log_ls).__name__}")
+        if not math.isfinite(log_ls):
+            raise ValueError(f"{who}: log_ls must be finite, got {log_ls!r}")
+        self.log_ls = float(log_ls)
         kernels = [
-            KERNELS[self.kernel_name](Q, freq_scale=self.freq_scale, dtype=self.dtype)
+            KERNELS[self.kernel_name](
+                Q, freq_scale=self.freq_scale, log_ls=self.log_ls, dtype=self.dtype
+            )
             for _ in range(d)
         ]
         self.model = GPModel(self.shape, kernels).to(device=self.device)
