@@ -170,6 +170,30 @@ class TrainerConfig:
     stop_when_converged: bool = True
     num_workers: int = 0
 
+    @classmethod
+    def full_batch(
+        cls,
+        *,
+        steps: int,
+        device: str | torch.device,
+        dtype: str | torch.dtype,
+        out_dir: str | Path | None = None,
+        optimizer_options: dict[str, Any] | None = None,
+        **options: Any,
+    ) -> TrainerConfig:
+        """A run of ``steps`` full-batch steps, the loss seeing all its points each step
+        (PINNs, GP-HM): ``batch_size=1``, with ``device``, ``dtype`` and ``out_dir`` accepted
+        as torch objects and paths; ``options`` are the other fields."""
+        return cls(
+            steps=steps,
+            batch_size=1,
+            device=str(torch.device(device)),
+            dtype=str(dtype).replace("torch.", ""),
+            out_dir=None if out_dir is None else str(out_dir),
+            optimizer_options=dict(optimizer_options or {}),
+            **options,
+        )
+
     def __post_init__(self) -> None:
         if self.optimizer not in OPTIMIZERS:
             raise ValueError(

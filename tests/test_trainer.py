@@ -420,3 +420,18 @@ def test_two_process_ddp_matches_one_process(tmp_path: Path) -> None:
     two = json.loads((tmp_path / "two.json").read_text())
     # Same global batches: each rank averages half of each, DDP averages the ranks' gradients.
     np.testing.assert_allclose(two, one, rtol=1e-10)
+
+
+def test_full_batch_config_takes_torch_objects_and_paths(tmp_path):
+    cfg = TrainerConfig.full_batch(
+        steps=5, device=torch.device("cpu"), dtype=torch.float64, out_dir=tmp_path, lr=0.1
+    )
+    assert (cfg.batch_size, cfg.device, cfg.dtype, cfg.out_dir) == (
+        1,
+        "cpu",
+        "float64",
+        str(tmp_path),
+    )
+    assert cfg.optimizer_options == {} and cfg.lr == 0.1 and cfg.steps == 5
+    with pytest.raises(ValueError, match="unknown optimizer"):
+        TrainerConfig.full_batch(steps=5, device="cpu", dtype="float32", optimizer="nope")

@@ -1,4 +1,5 @@
-"""What the sub-commands of ``neuralsolve`` share: ``--threads``, ``--set key=value``, usage."""
+"""What the sub-commands of ``neuralsolve`` share: ``--threads``, ``--set key=value``, the
+``--problem``/``--param`` pair of the PDE commands, usage."""
 
 from __future__ import annotations
 
@@ -6,7 +7,14 @@ import argparse
 import json
 from typing import Any
 
-__all__ = ["add_threads_arg", "parse_assignments", "set_threads", "usage"]
+__all__ = [
+    "add_pde_problem_args",
+    "add_threads_arg",
+    "make_pde_problem",
+    "parse_assignments",
+    "set_threads",
+    "usage",
+]
 
 
 def add_threads_arg(p: argparse.ArgumentParser) -> None:
@@ -14,6 +22,26 @@ def add_threads_arg(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--threads", type=int, default=None, help="torch.set_num_threads (default: torch's choice)"
     )
+
+
+def add_pde_problem_args(p: argparse.ArgumentParser, *, example: str, param_example: str) -> None:
+    """``--problem NAME`` (a ``neuralsolve.datasets.pde`` problem) and the repeatable
+    ``--param KEY=VALUE`` of the PDE commands (``train pinn``, ``train gp``)."""
+    p.add_argument("--problem", required=True, help=f"a ns.datasets.pde problem, e.g. {example}")
+    p.add_argument(
+        "--param",
+        action="append",
+        metavar="KEY=VALUE",
+        help=f"a problem parameter, e.g. {param_example} (repeatable)",
+    )
+
+
+def make_pde_problem(args: argparse.Namespace) -> Any:
+    """The problem of :func:`add_pde_problem_args`'s options:
+    ``pde.make(args.problem, **params)``."""
+    from neuralsolve.datasets import pde
+
+    return pde.make(args.problem, **parse_assignments(args.param))
 
 
 def set_threads(args: argparse.Namespace) -> None:

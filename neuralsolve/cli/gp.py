@@ -11,7 +11,7 @@ from typing import Any
 
 from neuralsolve.report import run_record, write_report
 
-from ._common import add_threads_arg, parse_assignments, set_threads
+from ._common import add_pde_problem_args, add_threads_arg, make_pde_problem, set_threads
 
 __all__ = ["add_gp_parser"]
 
@@ -45,10 +45,7 @@ def add_gp_parser(tsub: Any) -> None:
         epilog=EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    p.add_argument("--problem", required=True, help="a ns.datasets.pde problem, e.g. poisson1d-hf")
-    p.add_argument(
-        "--param", action="append", metavar="KEY=VALUE", help="a problem parameter, e.g. case=P4"
-    )
+    add_pde_problem_args(p, example="poisson1d-hf", param_example="case=P4")
     p.add_argument("--n", type=int, default=400, help="grid points per axis (default: 400)")
     p.add_argument(
         "--kernel", default="stm", help="stm (Matern x cos, default), sm (SE x cos), se, matern"
@@ -118,11 +115,10 @@ def reference_degree(problem: Any, n: int) -> int:
 
 
 def _cmd_train_gp(args: argparse.Namespace) -> int:
-    from neuralsolve.datasets import pde
     from neuralsolve.solvers import ChebyshevSolver, GPSolver
 
     set_threads(args)
-    problem = pde.make(args.problem, **parse_assignments(args.param))
+    problem = make_pde_problem(args)
     gp = GPSolver(
         problem,
         args.n,

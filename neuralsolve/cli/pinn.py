@@ -9,7 +9,13 @@ from typing import Any
 from neuralsolve.report import run_record, write_report
 from neuralsolve.runlock import rank_zero_lock
 
-from ._common import add_threads_arg, parse_assignments, set_threads
+from ._common import (
+    add_pde_problem_args,
+    add_threads_arg,
+    make_pde_problem,
+    parse_assignments,
+    set_threads,
+)
 
 __all__ = ["add_pinn_parser"]
 
@@ -38,13 +44,7 @@ def add_pinn_parser(tsub: Any) -> None:
         epilog=EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    p.add_argument("--problem", required=True, help="a ns.datasets.pde problem, e.g. peak2d")
-    p.add_argument(
-        "--param",
-        action="append",
-        metavar="KEY=VALUE",
-        help="a problem parameter, e.g. d=10 for exp-nd (repeatable)",
-    )
+    add_pde_problem_args(p, example="peak2d", param_example="d=10 for exp-nd")
     p.add_argument(
         "--sampler",
         default="uniform",
@@ -91,11 +91,10 @@ def add_pinn_parser(tsub: Any) -> None:
 
 
 def _cmd_train_pinn(args: argparse.Namespace) -> int:
-    from neuralsolve.datasets import pde
     from neuralsolve.solvers import MLP, PINN
 
     set_threads(args)
-    problem = pde.make(args.problem, **parse_assignments(args.param))
+    problem = make_pde_problem(args)
     pinn = PINN(
         problem,
         net=MLP(width=args.width, depth=args.depth, activation=args.activation, seed=args.seed),

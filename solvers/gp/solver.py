@@ -492,19 +492,18 @@ class GPSolver:
         -------
         TrainResult
         """
-        config = TrainerConfig(
+        config = TrainerConfig.full_batch(
+            steps=steps,
+            device=self.device,
+            dtype=self.dtype,
+            out_dir=out_dir,
             optimizer=optimizer,
-            optimizer_options=dict(optimizer_options or {}),
+            optimizer_options=optimizer_options,
             lr=lr,
             schedule=schedule,
-            steps=steps,
-            batch_size=1,
-            device=str(self.device),
-            dtype=str(self.dtype).replace("torch.", ""),
             seed=self.seed,
             log_every=log_every,
             checkpoint_every=checkpoint_every,
-            out_dir=None if out_dir is None else str(out_dir),
             progress=progress,
         )
         trainer = Trainer(
