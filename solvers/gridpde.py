@@ -6,7 +6,8 @@ function of the points and of the derivatives ``D.u``, ``D.grad``, ``D.hess_diag
 ``D.laplacian``), ``boundary_values`` (the Dirichlet data ``g``) and, for the error,
 ``exact``. The grid solvers compute the derivatives themselves (spectral differentiation
 matrices, kernel-derivative matrices) and hand them to the problem's own ``equation`` in a
-:class:`GridDerivatives`, so the equation is written once for PINNs and grid solvers alike.
+:class:`~neuralsolve.derivatives.Derivatives`, so the equation is written once for PINNs and
+grid solvers alike.
 
 The residual of a PDE problem is local: ``r_i`` depends on ``u``, its gradient and its second
 derivatives at point ``i`` only. :func:`linearize` uses that to read the coefficients of the
@@ -16,16 +17,15 @@ Newton linearisation ``dr = a du + sum_k b_k du_k + sum_k c_k du_kk`` off one ba
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
 from typing import Any
 
 import torch
 
 from neuralsolve.checks import check_int
+from neuralsolve.derivatives import Derivatives
 from neuralsolve.errors import NonFiniteError
 
 __all__ = [
-    "GridDerivatives",
     "check_grid_problem",
     "check_resolution",
     "error_axes",
@@ -39,25 +39,6 @@ __all__ = [
 def problem_name(problem: Any) -> str:
     """``repr`` of the problem's name (for messages)."""
     return repr(getattr(problem, "name", type(problem).__name__))
-
-
-@dataclass
-class GridDerivatives:
-    """The stand-in for ``neuralsolve.datasets.pde.Derivatives`` that grid solvers build: the
-    same attributes (``x`` ``(n, d)``, ``u`` ``(n,)``, ``grad`` ``(n, d)``, ``hess_diag``
-    ``(n, d)``, ``second_axes``) and the ``laplacian`` property."""
-
-    x: torch.Tensor
-    u: torch.Tensor
-    grad: torch.Tensor | None
-    hess_diag: torch.Tensor | None
-    second_axes: tuple[int, ...]
-
-    @property
-    def laplacian(self) -> torch.Tensor:
-        if self.hess_diag is None:
-            raise ValueError("the Laplacian needs second derivatives")
-        return self.hess_diag[:, list(self.second_axes)].sum(dim=1)
 
 
 def check_grid_problem(problem: Any, solver: str, *, max_dim: int = 2) -> None:
@@ -152,7 +133,7 @@ def residual(
     hess: torch.Tensor | None,
 ) -> torch.Tensor:
     """The problem's residual ``equation(x, D)`` from grid derivatives, checked: ``(n,)``."""
-    D = GridDerivatives(x, u, grad, hess, tuple(range(x.shape[1])))
+    D = Derivatives(x, u, grad, hess, tuple(range(x.shape[1])))
     r = problem.equation(x, D)
     if not isinstance(r, torch.Tensor) or tuple(r.shape) != (x.shape[0],):
         got = tuple(r.shape) if isinstance(r, torch.Tensor) else type(r).__name__

@@ -22,45 +22,12 @@ layer in training mode couples the rows and would mix the points' derivatives).
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 
 import torch
 
+from neuralsolve.derivatives import Derivatives
+
 __all__ = ["Derivatives", "derivatives", "evaluate"]
-
-
-@dataclass(frozen=True)
-class Derivatives:
-    """The value and derivatives of ``u`` at ``n`` points in ``d`` dimensions.
-
-    Attributes
-    ----------
-    x : Tensor, (n, d)
-        The points the derivatives were taken at (requires grad).
-    u : Tensor, (n,)
-        ``u(x_j)``.
-    grad : Tensor, (n, d) or None
-        ``du/dx_i (x_j)`` (``None`` for ``order=0``).
-    hess_diag : Tensor, (n, d) or None
-        ``d^2 u/dx_i^2 (x_j)`` for the axes in ``second_axes``; the other columns are zero
-        (``None`` for ``order < 2``).
-    second_axes : tuple of int
-        The axes whose second derivatives were taken.
-    """
-
-    x: torch.Tensor
-    u: torch.Tensor
-    grad: torch.Tensor | None
-    hess_diag: torch.Tensor | None
-    second_axes: tuple[int, ...]
-
-    @property
-    def laplacian(self) -> torch.Tensor:
-        """``sum_{i in second_axes} d^2 u / dx_i^2``, shape ``(n,)`` (the spatial Laplacian of
-        a time-dependent problem when ``second_axes`` leaves out the time axis)."""
-        if self.hess_diag is None:
-            raise ValueError("the Laplacian needs second derivatives: call derivatives(order=2)")
-        return self.hess_diag[:, list(self.second_axes)].sum(dim=1)
 
 
 def _grad(y: torch.Tensor, x: torch.Tensor) -> torch.Tensor:

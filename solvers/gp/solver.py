@@ -69,13 +69,13 @@ from typing import Any
 import torch
 
 from neuralsolve.checks import check_choice, check_int, check_positive_float
+from neuralsolve.derivatives import Derivatives
 from neuralsolve.errors import GridStructureError, NonFiniteError
 from neuralsolve.fileio import atomic_path
 from neuralsolve.linop import CallableOperator, torch_dtype
 from neuralsolve.optim import Trainer, TrainerConfig, TrainResult
 
 from ..gridpde import (
-    GridDerivatives,
     check_grid_problem,
     check_resolution,
     error_axes,
@@ -94,8 +94,8 @@ __all__ = ["GPModel", "GPSolver"]
 POINTS_PER_WAVELENGTH = 2.0
 
 
-class _LazyDerivatives(GridDerivatives):
-    """:class:`GridDerivatives` whose gradient and second derivatives are computed when the
+class _LazyDerivatives(Derivatives):
+    """:class:`~neuralsolve.derivatives.Derivatives` whose gradient and second derivatives are computed when the
     equation first reads them (a Poisson residual never pays for the gradient)."""
 
     def __init__(
@@ -105,21 +105,22 @@ class _LazyDerivatives(GridDerivatives):
         grad_fn: Callable[[], torch.Tensor],
         hess_fn: Callable[[], torch.Tensor],
     ) -> None:
-        self.x, self.u, self.second_axes = x, u, tuple(range(x.shape[1]))
-        self._grad_fn, self._hess_fn = grad_fn, hess_fn
-        self._grad: torch.Tensor | None = None
-        self._hess: torch.Tensor | None = None
+        # a frozen dataclass: the fields are set as its own __init__ does
+        fields = {"x": x, "u": u, "second_axes": tuple(range(x.shape[1]))}
+        fields |= {"_grad_fn": grad_fn, "_hess_fn": hess_fn, "_grad": None, "_hess": None}
+        for name, value in fields.items():
+            object.__setattr__(self, name, value)
 
     @property  # type: ignore[override]
     def grad(self) -> torch.Tensor:
         if self._grad is None:
-            self._grad = self._grad_fn()
+            object.__setattr__(self, "_grad", self._grad_fn())
         return self._grad
 
     @property  # type: ignore[override]
     def hess_diag(self) -> torch.Tensor:
         if self._hess is None:
-            self._hess = self._hess_fn()
+            object.__setattr__(self, "_hess", self._hess_fn())
         return self._hess
 
 
