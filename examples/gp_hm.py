@@ -27,13 +27,20 @@ Methods, per problem:
 * ``chebyshev``: Chebyshev collocation (Newton for Allen-Cahn) with 1.25 frequency L nodes.
 * ``fd2``: second-order finite differences on the GP grid (measured at the nodes; between
   nodes a piecewise-linear FD answer would be dominated by interpolation error).
+* ``pinn-ff``: a Fourier-feature PINN (``neuralsolve.solvers.PINN`` with a ``FourierMLP``: 64
+  random features of standard deviation ``frequency / 2 pi`` cycles per unit length, the
+  solution's own frequency, then 3 x 64 tanh), hard Dirichlet boundary, 20 collocation points
+  per wavelength (at least 1000, at most ``--pinn-max-points``) redrawn uniformly every 100
+  steps, Adam lr 1e-3 with cosine decay, float32, for ``--pinn-time-limit`` seconds
+  (``--pinn-time-limit 0`` leaves the row out).
 
 Errors: relative L2 on a uniform grid of at least 10 points per wavelength (4001 points for
 P1), against the exact solution, float64. Times are wall-clock seconds on this machine, with
 ``--threads`` threads.
 
 Run: python examples/gp_hm.py [--problems P1,P2,P3,P4,P5,A1,Q1,Q2] [--steps 20000]
-[--time-limit 600] [--precision 4.9e8] [--threads 1] [--out bench-out/gp_hm]
+[--time-limit 600] [--pinn-time-limit 300] [--precision 4.9e8] [--threads 1]
+[--out bench-out/gp_hm]
 (NEURALSOLVE_QUICK=1: a smoke run of a few seconds on P4 and Q2 with small grids and 20 steps).
 Writes gp_hm.json / .png / .md to ``--out`` and prints the table.
 """
@@ -55,8 +62,8 @@ import torch
 from neuralsolve.datasets import pde
 from neuralsolve.fileio import atomic_path
 from neuralsolve.report import run_record, write_report
-from neuralsolve.solvers import ChebyshevSolver, GPSolver
-from neuralsolve.solvers.gridpde import linearize
+from neuralsolve.solvers import PINN, ChebyshevSolver, FourierMLP, GPSolver
+from neuralsolve.solvers.gridpde import error_axes, linearize
 
 QUICK = bool(os.environ.get("NEURALSOLVE_QUICK"))
 
@@ -112,6 +119,18 @@ def parser() -> argparse.ArgumentParser:
         type=int,
         default=200 if QUICK else 500,
         help="CG iterations at most of a 2-D closed-form solve (default: 500)",
+    )
+    p.add_argument(
+        "--pinn-time-limit",
+        type=float,
+        default=2.0 if QUICK else 300.0,
+        help="seconds of the Fourier-feature PINN per problem (default: 300; 0: no PINN row)",
+    )
+    p.add_argument(
+        "--pinn-max-points",
+        type=int,
+        default=64 if QUICK else 4000,
+        help="collocation points of the PINN at most (default: 4000)",
     )
     p.add_argument("--threads", type=int, default=1, help="torch threads (default: 1)")
     p.add_argument("--out", default="bench-out/gp_hm", help="output folder")
@@ -289,6 +308,49 @@ def gp_runs(problem: Any, pid: str, n: int, args: argparse.Namespace) -> list[di
     return rows
 
 
+# ----------------------------------------------------------------------------- PINN
+def pinn_ff(problem: Any, pid: str, args: argparse.Namespace) -> dict[str, Any]:
+    """The ``pinn-ff`` row: a Fourier-feature PINN for ``--pinn-time-limit`` seconds (module
+    notes), its error on the same fine grid as the GP's."""
+    frequency = problem.params.get("frequency") or 2 * math.pi
+    dom = problem.domain
+    length = max(b - a for a, b in zip(dom.lower, dom.upper, strict=True))
+    wavelengths = frequency * length / (2 * math.pi)
+    n_points = int(min(args.pinn_max_points, max(1000, 20 * wavelengths**dom.dim)))
+    if QUICK:
+        n_points = args.pinn_max_points
+
+    def make() -> PINN:
+        net = FourierMLP(features=64, sigma=frequency / (2 * math.pi), width=64, depth=3)
+        return PINN(
+            problem,
+            net=net,
+            sampler="uniform-resample",
+            n_points=n_points,
+            resample_every=100,
+            hard_dirichlet=True,
+        )
+
+    probe_steps = 5 if QUICK else 20
+    per_step = make().fit(probe_steps, progress=False).seconds / probe_steps
+    steps = max(1, int(args.pinn_time_limit / per_step))
+    pinn = make()
+    res = pinn.fit(steps, lr=1e-3, schedule="cosine", progress=False, log_every=steps)
+    axes = error_axes(problem, None, problem.params.get("frequency"))
+    mesh = torch.meshgrid(*axes, indexing="ij")
+    points = torch.stack([m.reshape(-1) for m in mesh], dim=1)
+    return {
+        "problem": pid,
+        "method": "pinn-ff",
+        "n": n_points,
+        "rel_l2": pinn.error(points=points),
+        "seconds": res.seconds,
+        "ms_per_step": 1e3 * res.seconds / max(1, res.steps),
+        "detail": f"Fourier features (sigma {frequency / (2 * math.pi):.3g}), 3x64 tanh, "
+        f"{n_points} points, {res.steps} Adam steps",
+    }
+
+
 # ----------------------------------------------------------------------------- report
 def format_table(rows: list[dict[str, Any]]) -> str:
     lines = [
@@ -326,7 +388,7 @@ def plot(path: Path, rows: list[dict[str, Any]]) -> None:
     ax.set_xticks([i + 0.4 - width / 2 for i in range(len(problems))], problems)
     ax.set_ylabel("relative L2 error (fine grid)")
     ax.legend(fontsize=8)
-    ax.set_title("GP-HM vs Chebyshev vs FD2")
+    ax.set_title("GP-HM vs Chebyshev, FD2 and a Fourier-feature PINN")
     fig.tight_layout()
     with atomic_path(path) as tmp:
         fig.savefig(tmp, format="png", dpi=110)
@@ -360,6 +422,8 @@ def main() -> None:
         err, sec = fd2(problem, n)
         rows.append({"problem": pid, "method": "fd2", "n": n, "rel_l2": err, "seconds": sec})
         rows.extend(gp_runs(problem, pid, n, args))
+        if args.pinn_time_limit > 0:
+            rows.append(pinn_ff(problem, pid, args))
         for r in rows:
             if r["problem"] == pid:
                 print(f"  {r['method']:>15}: {r['rel_l2']:.3e} in {r['seconds']:.2f} s", flush=True)
@@ -375,6 +439,8 @@ def main() -> None:
         "precision": args.precision,
         "Q": args.Q,
         "lr": args.lr,
+        "pinn_time_limit": args.pinn_time_limit,
+        "pinn_max_points": args.pinn_max_points,
         "quick": QUICK,
     }
     write_report(out / "gp_hm.json", {"meta": meta, "results": rows})
