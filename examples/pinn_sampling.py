@@ -150,6 +150,10 @@ def parser() -> argparse.ArgumentParser:
         help="also run DeepXDE's uniform and RAD (needs deepxde; skipped with a message if it "
         "is missing)",
     )  # fmt: skip
+    p.add_argument(
+        "--deepxde-only", action="store_true",
+        help="run DeepXDE's uniform and RAD only (to add its seeds to an earlier run's)",
+    )  # fmt: skip
     return p
 
 
@@ -392,6 +396,8 @@ def run_deepxde(dde, problem_name: str, sampler: str, seed: int, args: argparse.
 
 def main() -> None:
     args = parser().parse_args()
+    if args.deepxde_only:
+        args.deepxde, args.samplers = True, []
     dde = load_deepxde() if args.deepxde else None
     torch.set_num_threads(args.threads)
     out = Path(args.out)
