@@ -90,9 +90,10 @@ METHODS: dict[str, MethodSpec] = {
         MethodSpec(
             "dcdm-deflated",
             DCDM,
-            {"deflation_block": 3},
+            {"deflation_block": 3, "network_level": "auto"},
             "dcdm with the solve deflated by the block-constant vectors of 3^d-cell boxes "
-            "(a two-level method; structured grids)",
+            "(a two-level method; structured grids); from 2^20 cells on, the network runs one "
+            "grid down, followed by Jacobi smoothing",
             "torch",
         ),
         MethodSpec(

@@ -266,6 +266,94 @@ def test_bad_options_are_refused() -> None:
         ns.solve(prob.A, prob.b, method="dcdm", model=3)
 
 
+def test_bad_network_level_options_are_refused() -> None:
+    for bad in (2, -1, True, "coarse"):
+        with pytest.raises(ValueError, match="network_level"):
+            ns.solvers.make_solver("dcdm", network_level=bad)
+    with pytest.raises(ValueError, match="smoothing_steps"):
+        ns.solvers.make_solver("dcdm", smoothing_steps=-1)
+    for bad in (0.0, 1.5):
+        with pytest.raises(ValueError, match="smoothing_omega"):
+            ns.solvers.make_solver("dcdm", smoothing_omega=bad)
+
+
+def test_kept_directions_batched_equal_the_one_at_a_time_loop() -> None:
+    """Two bmm products (classical Gram-Schmidt) against the per-direction loop the solver
+    used before, through buffer growth (8 -> 16 -> 20 slots) and the ring's overwrites.
+    The kept directions are made A-orthogonal as in the solver, so the two forms agree to
+    rounding; 1e-10 relative leaves room for 40 directions' worth of it in float64."""
+    from neuralsolve.solvers.dcdm import KeptDirections
+
+    torch.manual_seed(0)
+    k, n, capacity = 3, 200, 20
+    G = torch.randn(n, n, dtype=torch.float64)
+    A = G @ G.T / n + torch.eye(n, dtype=torch.float64)  # SPD, condition ~10
+    kept, loop = KeptDirections(capacity), []
+    for _ in range(45):
+        Q = torch.randn(k, n, dtype=torch.float64)
+        reference = Q.clone()
+        for P, AP, pAp in loop:
+            reference -= P * (torch.sum(reference * AP, dim=1) / pAp)[:, None]
+        kept.orthogonalise(Q)
+        np.testing.assert_allclose(
+            Q.numpy(), reference.numpy(), rtol=0, atol=1e-10 * float(Q.abs().max())
+        )
+        AQ = Q @ A
+        qAq = torch.sum(Q * AQ, dim=1)
+        kept.append(Q, AQ, qAq)
+        loop = [*loop, (Q.clone(), AQ.clone(), qAq.clone())][-capacity:]
+        assert len(kept) == len(loop)
+    assert kept.P is not None and kept.P.shape == (k, capacity, n)
+
+
+def test_channels_last_directions_equal_the_plain_network_call() -> None:
+    """The directions pass the network a channels-last input; the plain call is the reference.
+    Tolerance: float32 rounding of the convolutions (oneDNN reorders the sums), 1e-5 relative."""
+    from neuralsolve.solvers.dcdm import NetworkDirections
+
+    prob = ns.datasets.make_problem("obstacle3d", 16, seed=4)
+    net, _ = load_network(None, 3)
+    flags = geometry_flags(prob.A)
+    R = torch.randn(2, prob.n, dtype=torch.float64)
+    got = NetworkDirections(prob.A, net, flags)(R)
+    grid = prob.A.to_grid(R.T).movedim(-1, 0)
+    unit = grid / torch.linalg.vector_norm(grid.reshape(2, -1), dim=1).view(2, 1, 1, 1)
+    x = torch.cat([unit[:, None].float(), flags.expand(2, -1, -1, -1, -1)], dim=1)
+    with torch.no_grad():
+        plain = net(x)[:, 0].double() * flags[0]
+    expected = prob.A.from_grid(plain.movedim(0, -1)).T
+    scale = float(expected.abs().max())
+    np.testing.assert_allclose(got.numpy(), expected.numpy(), rtol=0, atol=1e-5 * scale)
+
+
+@pytest.mark.parametrize(("name", "n"), [("obstacle3d", 20), ("poisson3d", 17), ("obstacle2d", 48)])
+def test_network_one_grid_down_solves_to_the_true_residual(name: str, n: int) -> None:
+    """network_level=1 (the network on the grid twice as coarse, then Jacobi smoothing) on
+    the shipped model, odd grids included: converges on the true residual, counts the
+    smoothing products, and stays within 1.5x of the fine-grid network's iterations."""
+    prob = ns.datasets.make_problem(name, n, seed=0)
+    fine = ns.solve(prob.A, prob.b, method="dcdm-deflated", rtol=1e-8, network_level=0)
+    res = ns.solve(prob.A, prob.b, method="dcdm-deflated", rtol=1e-8, network_level=1)
+    assert res.converged and fine.converged
+    true = np.linalg.norm(prob.b.numpy() - prob.matrix @ res.x.numpy()) / np.linalg.norm(prob.b)
+    assert true <= 1e-8
+    assert res.stats["network_level"] == 1 and fine.stats["network_level"] == 0
+    steps = ns.solvers.make_solver("dcdm").smoothing_steps
+    assert res.stats["network_matvecs"] == steps * res.stats["network_calls"]
+    assert fine.stats["network_matvecs"] == 0
+    assert res.iterations <= 1.5 * fine.iterations
+
+
+def test_auto_network_level_follows_the_cells() -> None:
+    solver = ns.solvers.make_solver("dcdm-deflated")
+    assert solver.network_level == "auto"
+    assert solver.level_for((64, 64, 64)) == 0
+    assert solver.level_for((128, 128, 128)) == 1
+    assert solver.level_for((1024, 1024)) == 1
+    prob = ns.datasets.make_problem("poisson3d", 12, seed=0)
+    assert ns.solve(prob.A, prob.b, method="dcdm-deflated").stats["network_level"] == 0
+
+
 # --------------------------------------------------------------------------- the network
 @pytest.mark.parametrize("kind", ["unet", "paper"])
 @pytest.mark.parametrize("grid", [(16, 16), (13, 21), (8, 8, 8), (11, 9, 16)])
