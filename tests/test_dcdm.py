@@ -326,6 +326,40 @@ def test_channels_last_directions_equal_the_plain_network_call() -> None:
     np.testing.assert_allclose(got.numpy(), expected.numpy(), rtol=0, atol=1e-5 * scale)
 
 
+def test_onednn_convolution_equals_the_ordinary_one_and_trains() -> None:
+    """The 3-D convolutions call oneDNN directly in CPU inference (sizes PyTorch would send
+    to its im2col fallback included); the ordinary path is the reference, to float32
+    rounding (1e-5 relative). With gradients on, the ordinary path runs and trains."""
+    import neuralsolve.solvers.dcdm_net as dn
+
+    torch.manual_seed(0)
+    net = DCDMNet(dim=3, channels=4, coarse_channels=6)
+    for p in net.parameters():
+        torch.nn.init.normal_(p, std=0.2)
+    x = torch.randn(1, 3, 16, 16, 16)
+    with torch.no_grad():
+        assert dn._onednn_inference(x)  # this build has oneDNN (the CPU wheels do)
+        fast = net(x)
+        saved = dn._onednn_inference
+        try:
+            dn._onednn_inference = lambda x: False
+            plain = net(x)
+        finally:
+            dn._onednn_inference = saved
+    np.testing.assert_allclose(
+        fast.numpy(), plain.numpy(), rtol=0, atol=1e-5 * float(plain.abs().max())
+    )
+    calls = []
+    saved = dn._onednn_inference
+    try:
+        dn._onednn_inference = lambda x: calls.append(x) or saved(x)
+        net(x).square().sum().backward()  # weights require grad: the ordinary path
+    finally:
+        dn._onednn_inference = saved
+    assert not calls
+    assert all(p.grad is not None and bool(p.grad.abs().sum() > 0) for p in net.parameters())
+
+
 @pytest.mark.parametrize(("name", "n"), [("obstacle3d", 20), ("poisson3d", 17), ("obstacle2d", 48)])
 def test_network_one_grid_down_solves_to_the_true_residual(name: str, n: int) -> None:
     """network_level=1 (the network on the grid twice as coarse, then Jacobi smoothing) on
