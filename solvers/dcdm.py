@@ -78,8 +78,13 @@ __all__ = [
 MODELS_DIR = Path(__file__).parent / "models"
 # Directions each new one is A-orthogonalised against; training evaluates with the same number.
 DEFAULT_DIRECTIONS = 64
-# network_level="auto" runs the network one grid down from this many cells on (128^3 in 3-D).
+# network_level="auto": from this many cells on (128^3 in 3-D) the network runs on a coarser
+# grid, the first one with at most AUTO_NETWORK_CELLS cells (32^3, the first training size).
 AUTO_COARSE_CELLS = 2**20
+AUTO_NETWORK_CELLS = 2**15
+# deflation_block="auto": boxes of 3 with the network on the grid itself, of 8 (cg-deflated's,
+# a coarse factor of ~0.2 s at 128^3 instead of 5-16 s) with the network on a coarser grid.
+AUTO_BLOCKS = (3, 8)
 
 
 def shipped_model_path(dim: int) -> Path:
@@ -170,11 +175,11 @@ class NetworkDirections:
     dtype : torch.dtype, optional
         Dtype the network runs in (default its parameters' dtype, e.g. float32 while the solve
         runs in float64).
-    level : {0, 1}
-        0: the network runs on the grid itself. 1: on the grid twice as coarse (a two-grid
-        direction, see Notes).
+    level : int
+        0: the network runs on the grid itself. ``L >= 1``: on the grid ``2^L`` times coarser
+        per axis (a two-grid direction, see Notes).
     smoothing_steps : int
-        With ``level=1``: damped-Jacobi steps on the fine grid after the prolongation (one
+        With ``level >= 1``: damped-Jacobi steps on the fine grid after the prolongation (one
         product each).
     omega : float
         Damping of those Jacobi steps.
@@ -185,12 +190,14 @@ class NetworkDirections:
     ``torch.channels_last``), which oneDNN's CPU convolutions run faster (1.2-1.7x measured on
     the shipped 3-D model; the output is the same to float32 rounding).
 
-    With ``level=1`` a direction is a two-grid cycle whose coarse solve is the network: the
-    residual is averaged over ``2^d``-cell blocks, the flags max-pooled (a coarse cell is fluid,
-    or grounded, when one of its cells is), the network runs on that grid (``2^d`` times fewer
-    cells, the cost of a call falls about as much), its output is interpolated back
+    With ``level=L >= 1`` a direction is a two-grid cycle whose coarse solve is the network:
+    the residual is averaged over blocks of ``2^L`` cells per side, the flags max-pooled (a
+    coarse cell is fluid, or grounded, when one of its cells is), the network runs on that grid
+    (``2^(dL)`` times fewer cells), its output is interpolated back
     (trilinear, cell-centred), scaled by the exact line search ``q.r / q.A q`` and then
-    smoothed by ``smoothing_steps`` damped-Jacobi steps ``q += omega D^{-1} (r - A q)``. The
+    smoothed by ``smoothing_steps`` damped-Jacobi steps ``q += omega D^{-1} (r - A q)``
+    (interpolation and smoothing in the network's dtype, float32 for the shipped models: they
+    only shape the direction, which the solver then handles in its own precision). The
     smoothing restores the fine-grid detail the coarse network cannot see; the solver then
     A-orthogonalises the result as any other direction, so convergence does not rely on it.
     """
@@ -203,7 +210,7 @@ class NetworkDirections:
         dtype: torch.dtype | None = None,
         *,
         level: int = 0,
-        smoothing_steps: int = 3,
+        smoothing_steps: int = 5,
         omega: float = 0.8,
     ):
         params = list(network.parameters())
@@ -217,10 +224,14 @@ class NetworkDirections:
         self.fluid = flags[0].to(torch.bool)
         dim = len(self.grid)
         self.layout = {3: torch.channels_last_3d, 2: torch.channels_last}.get(dim)
-        if level == 1:
+        if level > 0:
             pool = F.max_pool3d if dim == 3 else F.max_pool2d
-            flags = pool(flags.to(self.net_dtype).unsqueeze(0), 2, ceil_mode=True)[0]
-            diag = op.diagonal_grid()  # type: ignore[attr-defined]
+            flags = pool(flags.to(self.net_dtype).unsqueeze(0), 2**level, ceil_mode=True)[0]
+            # interpolation and smoothing in the network's precision: they shape a direction,
+            # which the solver A-orthogonalises and scales in its own precision
+            self.smooth_dtype = self.net_dtype if self.net_dtype.is_floating_point else op.dtype
+            self.smooth_op = op.to(dtype=self.smooth_dtype)
+            diag = self.smooth_op.diagonal_grid()  # type: ignore[attr-defined]
             self.inv_diag = torch.where(self.fluid, 1 / diag.where(self.fluid, 1.0), 0.0)
         self.flags = flags.to(self.net_dtype)
         self.calls = 0
@@ -236,9 +247,9 @@ class NetworkDirections:
         R = self.op.to_grid(Rt.T)  # type: ignore[attr-defined]
         R = R.movedim(-1, 0).reshape(k, 1, *self.grid)
         Rin = R
-        if self.level == 1:
+        if self.level > 0:
             pool = F.avg_pool3d if dim == 3 else F.avg_pool2d
-            Rin = pool(R, 2, ceil_mode=True)
+            Rin = pool(R, 2**self.level, ceil_mode=True)
         scale = torch.linalg.vector_norm(Rin.reshape(k, -1), dim=1).clamp_min(
             torch.finfo(R.dtype).tiny
         )
@@ -251,14 +262,21 @@ class NetworkDirections:
         )
         if self.layout is not None:
             x = x.contiguous(memory_format=self.layout)
-        Q = self.network(x).to(Rt.dtype)
-        if self.level == 1:
+        Q = self.network(x)
+        if self.level > 0:
             mode = "trilinear" if dim == 3 else "bilinear"
-            Q = F.interpolate(Q, scale_factor=2, mode=mode, align_corners=False)
+            Q = F.interpolate(
+                Q.to(self.smooth_dtype).contiguous(),
+                scale_factor=2**self.level,
+                mode=mode,
+                align_corners=False,
+            )
             Q = Q[(slice(None), 0, *(slice(0, s) for s in self.grid))]
-            Q = self._smooth(torch.where(self.fluid, Q, 0.0).contiguous(), R[:, 0])
+            Q = torch.where(self.fluid, Q, 0.0).contiguous()
+            Q = self._smooth(Q, (R[:, 0] / scale.view(k, *[1] * dim)).to(self.smooth_dtype))
         else:
             Q = Q[:, 0]
+        Q = Q.to(Rt.dtype)
         Q = torch.where(self.fluid, Q, torch.zeros((), dtype=Q.dtype, device=Q.device))
         out = self.op.from_grid(Q.movedim(0, -1)).T.contiguous()  # type: ignore[attr-defined]
         self.calls += 1
@@ -270,7 +288,7 @@ class NetworkDirections:
         if self.smoothing_steps == 0:
             return Q
         axes = tuple(range(1, Q.ndim))
-        AQ = self.op.apply_grid(Q)  # type: ignore[attr-defined]
+        AQ = self.smooth_op.apply_grid(Q)  # type: ignore[attr-defined]
         qAq = (Q * AQ).sum(dim=axes)
         s = (Q * R).sum(dim=axes) / torch.where(qAq > 0, qAq, 1.0)
         s = s.view(-1, *[1] * (Q.ndim - 1))
@@ -279,7 +297,7 @@ class NetworkDirections:
         for step in range(self.smoothing_steps):
             Q += self.omega * self.inv_diag * (R - AQ)
             if step < self.smoothing_steps - 1:
-                AQ = self.op.apply_grid(Q)  # type: ignore[attr-defined]
+                AQ = self.smooth_op.apply_grid(Q)  # type: ignore[attr-defined]
                 self.matvecs += 1
         return Q
 
@@ -324,24 +342,30 @@ class DCDM(SolverBase):
         Refuse operators tagged not SPD.
     network_dtype : str, optional
         Run the network in this dtype (default its own, float32 for the shipped model).
-    network_level : {0, 1, "auto"}
-        Where the network runs: 0, on the problem's grid (the paper's method); 1, on the grid
-        twice as coarse, followed by ``smoothing_steps`` damped-Jacobi steps on the fine grid
-        (a two-grid direction whose coarse solve is the network, :class:`NetworkDirections`;
-        ``2^d`` times cheaper network calls). ``"auto"``: 1 on grids of at least ``2^20``
-        cells (128^3 in 3-D), where the network call dominates the solve, 0 below.
+    network_level : int or "auto"
+        Where the network runs: 0, on the problem's grid (the paper's method); ``L >= 1``, on
+        the grid ``2^L`` times coarser per axis, followed by ``smoothing_steps`` damped-Jacobi
+        steps on the fine grid (a two-grid direction whose coarse solve is the network,
+        :class:`NetworkDirections`; network calls ``2^(dL)`` times cheaper). ``"auto"``: 0
+        below ``2^20`` cells; from ``2^20`` cells on (128^3 in 3-D), where the network call
+        dominates the solve, the first level whose grid has at most ``2^15`` cells (32^3, the
+        size the shipped model was first trained at; level 2 at 128^3).
         ``stats["network_level"]`` says which was used.
-    smoothing_steps : int
-        Jacobi steps after a coarse network call (``network_level`` 1); each costs a product.
+    smoothing_steps : int, optional
+        Jacobi steps after a coarse network call; each costs a product. Default ``2 L + 1``
+        (3 at level 1, 5 at level 2).
     smoothing_omega : float
         Their damping, in ``(0, 1]``.
-    deflation_block : int, optional
+    deflation_block : int or "auto", optional
         Deflate the solve by the indicator vectors of boxes of this many cells per side (see
         the module notes and :class:`~neuralsolve.solvers.deflation.BlockDeflation`); ``None``
         (default): no deflation, the paper's method. Costs a set-up of ``3^d`` products and a
         sparse factorisation of the ``m x m`` coarse matrix (``m`` ~ cells / block^d), then one
-        more product and one coarse solve per iteration. ``stats`` reports ``m`` and the set-up
-        seconds.
+        more product and one coarse solve per iteration. ``stats`` reports ``m``, the box side
+        and the set-up seconds. ``"auto"``: boxes of 3 when the network runs on the problem's
+        grid, of 8 when it runs on a coarser one (the set-up then takes ~0.3 s at 128^3
+        instead of 5-16 s for boxes of 3, and the two-grid directions lose little to the
+        larger boxes; the measurements are in docs/benchmarks/dcdm.md).
     """
 
     model: Any = None
@@ -350,9 +374,9 @@ class DCDM(SolverBase):
     true_residual_every: int = 20
     network_dtype: str | None = None
     network_level: int | str = 0
-    smoothing_steps: int = 3
+    smoothing_steps: int | None = None
     smoothing_omega: float = 0.8
-    deflation_block: int | None = None
+    deflation_block: int | str | None = None
     _cache: dict[str, Any] = field(default_factory=dict, init=False, repr=False, compare=False)
 
     @property
@@ -364,21 +388,36 @@ class DCDM(SolverBase):
         super().__post_init__()
         check_positive_int("directions", self.directions)
         check_fallback_cos(self.fallback_cos)
-        check_deflation_block(self.deflation_block)
+        if self.deflation_block != "auto":
+            check_deflation_block(self.deflation_block)
         check_positive_int("true_residual_every", self.true_residual_every)
-        if self.network_level not in (0, 1, "auto") or isinstance(self.network_level, bool):
+        level = self.network_level
+        if level != "auto" and (isinstance(level, bool) or not isinstance(level, int) or level < 0):
             raise ValueError(
-                f"network_level must be 0 (the network on the problem's grid), 1 (on the grid "
-                f"twice as coarse) or 'auto', got {self.network_level!r}"
+                f"network_level must be 0 (the network on the problem's grid), an integer L >= 1 "
+                f"(on the grid 2^L times coarser) or 'auto', got {level!r}"
             )
-        check_int("smoothing_steps", self.smoothing_steps, minimum=0)
+        check_int("smoothing_steps", self.smoothing_steps, minimum=0, allow_none=True)
         check_real("smoothing_omega", self.smoothing_omega, low=0.0, high=1.0, low_open=True)
 
     def level_for(self, grid: tuple[int, ...]) -> int:
-        """``network_level`` resolved for a grid (``"auto"``: 1 from ``2^20`` cells on)."""
-        if self.network_level == "auto":
-            return int(math.prod(grid) >= AUTO_COARSE_CELLS)
-        return int(self.network_level)
+        """``network_level`` resolved for a grid (see the class notes for ``"auto"``)."""
+        if self.network_level != "auto":
+            return int(self.network_level)
+        cells = math.prod(grid)
+        if cells < AUTO_COARSE_CELLS:
+            return 0
+        level = 0
+        while cells > AUTO_NETWORK_CELLS and min(grid) >= 2 ** (level + 1) * 8:
+            level += 1
+            cells = math.prod(math.ceil(s / 2**level) for s in grid)
+        return level
+
+    def block_for(self, grid: tuple[int, ...]) -> int | None:
+        """``deflation_block`` resolved for a grid (``"auto"``: see the class notes)."""
+        if self.deflation_block == "auto":
+            return AUTO_BLOCKS[min(self.level_for(grid), 1)]
+        return self.deflation_block  # type: ignore[return-value]
 
     def network_for(
         self, op: LinearOperator
@@ -407,7 +446,7 @@ class DCDM(SolverBase):
             flags,
             dtype,
             level=level,
-            smoothing_steps=self.smoothing_steps,
+            smoothing_steps=2 * level + 1 if self.smoothing_steps is None else self.smoothing_steps,
             omega=self.smoothing_omega,
         )
         return directions, {**info, "network_level": level}
@@ -420,9 +459,8 @@ class DCDM(SolverBase):
                 "for another one)"
             )
         directions, info = self.network_for(op)
-        deflation = (
-            BlockDeflation(op, self.deflation_block) if self.deflation_block is not None else None
-        )
+        block = self.block_for(tuple(getattr(op, "grid_shape", ())))
+        deflation = BlockDeflation(op, block) if block is not None else None
         return DCDMSetup(directions, info, deflation)
 
     def _solve(

@@ -90,10 +90,10 @@ METHODS: dict[str, MethodSpec] = {
         MethodSpec(
             "dcdm-deflated",
             DCDM,
-            {"deflation_block": 3, "network_level": "auto"},
+            {"deflation_block": "auto", "network_level": "auto"},
             "dcdm with the solve deflated by the block-constant vectors of 3^d-cell boxes "
-            "(a two-level method; structured grids); from 2^20 cells on, the network runs one "
-            "grid down, followed by Jacobi smoothing",
+            "(a two-level method; structured grids); from 2^20 cells on, the network runs on a "
+            "grid of about 32^3 cells, followed by Jacobi smoothing, with boxes of 8",
             "torch",
         ),
         MethodSpec(

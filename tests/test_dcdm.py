@@ -267,7 +267,7 @@ def test_bad_options_are_refused() -> None:
 
 
 def test_bad_network_level_options_are_refused() -> None:
-    for bad in (2, -1, True, "coarse"):
+    for bad in (1.0, -1, True, "coarse"):
         with pytest.raises(ValueError, match="network_level"):
             ns.solvers.make_solver("dcdm", network_level=bad)
     with pytest.raises(ValueError, match="smoothing_steps"):
@@ -372,20 +372,39 @@ def test_network_one_grid_down_solves_to_the_true_residual(name: str, n: int) ->
     true = np.linalg.norm(prob.b.numpy() - prob.matrix @ res.x.numpy()) / np.linalg.norm(prob.b)
     assert true <= 1e-8
     assert res.stats["network_level"] == 1 and fine.stats["network_level"] == 0
-    steps = ns.solvers.make_solver("dcdm").smoothing_steps
-    assert res.stats["network_matvecs"] == steps * res.stats["network_calls"]
+    assert res.stats["network_matvecs"] == 3 * res.stats["network_calls"]  # 2 L + 1 steps
     assert fine.stats["network_matvecs"] == 0
     assert res.iterations <= 1.5 * fine.iterations
 
 
-def test_auto_network_level_follows_the_cells() -> None:
+def test_network_two_grids_down_solves_and_counts_its_smoothing() -> None:
+    prob = ns.datasets.make_problem("obstacle3d", 24, seed=1)
+    res = ns.solve(prob.A, prob.b, method="dcdm-deflated", rtol=1e-8, network_level=2)
+    assert res.converged and res.stats["network_level"] == 2
+    true = np.linalg.norm(prob.b.numpy() - prob.matrix @ res.x.numpy()) / np.linalg.norm(prob.b)
+    assert true <= 1e-8
+    assert res.stats["network_matvecs"] == 5 * res.stats["network_calls"]  # 2 L + 1 steps
+
+
+def test_auto_network_level_and_boxes_follow_the_cells() -> None:
+    """'auto': the fine grid below 2^20 cells; above, the first level with at most 2^15
+    cells (32^3), and boxes of 8 instead of 3."""
     solver = ns.solvers.make_solver("dcdm-deflated")
-    assert solver.network_level == "auto"
-    assert solver.level_for((64, 64, 64)) == 0
-    assert solver.level_for((128, 128, 128)) == 1
-    assert solver.level_for((1024, 1024)) == 1
+    assert solver.network_level == "auto" and solver.deflation_block == "auto"
+    for grid, level, block in [
+        ((64, 64, 64), 0, 3),
+        ((100, 100, 100), 0, 3),
+        ((128, 128, 128), 2, 8),
+        ((256, 256, 256), 3, 8),
+        ((128, 128, 96), 2, 8),
+        ((1024, 1024), 3, 8),
+        ((4096, 256), 3, 8),
+    ]:
+        assert (solver.level_for(grid), solver.block_for(grid)) == (level, block), grid
+    assert ns.solvers.make_solver("dcdm", network_level=1).block_for((128,) * 3) is None
     prob = ns.datasets.make_problem("poisson3d", 12, seed=0)
-    assert ns.solve(prob.A, prob.b, method="dcdm-deflated").stats["network_level"] == 0
+    stats = ns.solve(prob.A, prob.b, method="dcdm-deflated").stats
+    assert stats["network_level"] == 0 and stats["deflation_block"] == 3
 
 
 # --------------------------------------------------------------------------- the network
