@@ -47,7 +47,6 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from torch.nn import functional as F
 
 from neuralsolve.checkpoint import VersionMismatchWarning, load_checkpoint
 from neuralsolve.checks import check_int, check_positive_int, check_real
@@ -58,6 +57,7 @@ from neuralsolve.validation import PreparedSystem
 
 from .base import SolverBase
 from .convergence import Callback, ConvergenceControl, rowdot, rownorm, start
+from .dcdm_directions import KeptDirections, NetworkDirections, ResidualDirections
 from .dcdm_net import DCDMNet, DCDMNetConfig, geometry_flags
 from .deflation import BlockDeflation, check_deflation_block
 from .krylov import FlexibleCG, KrylovSetup, buffered_apply
@@ -78,13 +78,15 @@ __all__ = [
 MODELS_DIR = Path(__file__).parent / "models"
 # Directions each new one is A-orthogonalised against; training evaluates with the same number.
 DEFAULT_DIRECTIONS = 64
-# network_level="auto": from this many cells on (128^3 in 3-D) the network runs on a coarser
-# grid, the first one with at most AUTO_NETWORK_CELLS cells (32^3, the first training size).
-AUTO_COARSE_CELLS = 2**20
+# network_level="auto" (3-D): at least one grid down, and down to the first grid with at most
+# AUTO_NETWORK_CELLS cells (32^3, the size the shipped model was first trained at), keeping
+# AUTO_MIN_SIDE cells per side for the network.
 AUTO_NETWORK_CELLS = 2**15
-# deflation_block="auto": boxes of 3 with the network on the grid itself, of 8 (cg-deflated's,
-# a coarse factor of ~0.2 s at 128^3 instead of 5-16 s) with the network on a coarser grid.
-AUTO_BLOCKS = (3, 8)
+AUTO_MIN_SIDE = 8
+# deflation_block="auto": the smallest of these boxes with at most AUTO_MAX_BOXES boxes (the
+# coarse factor then takes well under a second; boxes of 3 at 128^3 took 5-16 s).
+AUTO_BLOCKS = (3, 4, 6, 8)
+AUTO_MAX_BOXES = 2**14
 
 
 def shipped_model_path(dim: int) -> Path:
@@ -150,158 +152,6 @@ def load_network(
     return net.to(device).eval(), {"model": source, "network": config.kind}
 
 
-class ResidualDirections:
-    """``R -> R``: the directions of ``model="identity"`` (no network; DCDM is then CG)."""
-
-    network = None
-
-    def __init__(self) -> None:
-        self.calls = 0
-        self.seconds = 0.0
-
-    def __call__(self, Rt: torch.Tensor) -> torch.Tensor:
-        return Rt.clone()
-
-
-class NetworkDirections:
-    """``R -> f(R / ||R||)`` on the active cells of a stencil operator, batch-first.
-
-    Parameters
-    ----------
-    op : StencilOperator
-    network : torch.nn.Module
-    flags : torch.Tensor
-        ``geometry_flags(op)``.
-    dtype : torch.dtype, optional
-        Dtype the network runs in (default its parameters' dtype, e.g. float32 while the solve
-        runs in float64).
-    level : int
-        0: the network runs on the grid itself. ``L >= 1``: on the grid ``2^L`` times coarser
-        per axis (a two-grid direction, see Notes).
-    smoothing_steps : int
-        With ``level >= 1``: damped-Jacobi steps on the fine grid after the prolongation (one
-        product each).
-    omega : float
-        Damping of those Jacobi steps.
-
-    Notes
-    -----
-    The network input is passed in the channels-last layout (``torch.channels_last_3d`` /
-    ``torch.channels_last``), which oneDNN's CPU convolutions run faster (1.2-1.7x measured on
-    the shipped 3-D model; the output is the same to float32 rounding).
-
-    With ``level=L >= 1`` a direction is a two-grid cycle whose coarse solve is the network:
-    the residual is averaged over blocks of ``2^L`` cells per side, the flags max-pooled (a
-    coarse cell is fluid, or grounded, when one of its cells is), the network runs on that grid
-    (``2^(dL)`` times fewer cells), its output is interpolated back
-    (trilinear, cell-centred), scaled by the exact line search ``q.r / q.A q`` and then
-    smoothed by ``smoothing_steps`` damped-Jacobi steps ``q += omega D^{-1} (r - A q)``
-    (interpolation and smoothing in the network's dtype, float32 for the shipped models: they
-    only shape the direction, which the solver then handles in its own precision). The
-    smoothing restores the fine-grid detail the coarse network cannot see; the solver then
-    A-orthogonalises the result as any other direction, so convergence does not rely on it.
-    """
-
-    def __init__(
-        self,
-        op: LinearOperator,
-        network: torch.nn.Module,
-        flags: torch.Tensor,
-        dtype: torch.dtype | None = None,
-        *,
-        level: int = 0,
-        smoothing_steps: int = 5,
-        omega: float = 0.8,
-    ):
-        params = list(network.parameters())
-        self.net_dtype = dtype or (params[0].dtype if params else torch.float32)
-        self.op = op
-        self.network = network
-        self.grid = tuple(op.grid_shape)  # type: ignore[attr-defined]
-        self.level = level
-        self.smoothing_steps = smoothing_steps
-        self.omega = omega
-        self.fluid = flags[0].to(torch.bool)
-        dim = len(self.grid)
-        self.layout = {3: torch.channels_last_3d, 2: torch.channels_last}.get(dim)
-        if level > 0:
-            pool = F.max_pool3d if dim == 3 else F.max_pool2d
-            flags = pool(flags.to(self.net_dtype).unsqueeze(0), 2**level, ceil_mode=True)[0]
-            # interpolation and smoothing in the network's precision: they shape a direction,
-            # which the solver A-orthogonalises and scales in its own precision
-            self.smooth_dtype = self.net_dtype if self.net_dtype.is_floating_point else op.dtype
-            self.smooth_op = op.to(dtype=self.smooth_dtype)
-            diag = self.smooth_op.diagonal_grid()  # type: ignore[attr-defined]
-            self.inv_diag = torch.where(self.fluid, 1 / diag.where(self.fluid, 1.0), 0.0)
-        self.flags = flags.to(self.net_dtype)
-        self.calls = 0
-        self.seconds = 0.0
-        self.matvecs = 0
-
-    @torch.no_grad()
-    def __call__(self, Rt: torch.Tensor) -> torch.Tensor:
-        """``(k, n) -> (k, n)`` directions (NaN rows where the network produced non-finite values)."""
-        t0 = time.perf_counter()
-        k = Rt.shape[0]
-        dim = len(self.grid)
-        R = self.op.to_grid(Rt.T)  # type: ignore[attr-defined]
-        R = R.movedim(-1, 0).reshape(k, 1, *self.grid)
-        Rin = R
-        if self.level > 0:
-            pool = F.avg_pool3d if dim == 3 else F.avg_pool2d
-            Rin = pool(R, 2**self.level, ceil_mode=True)
-        scale = torch.linalg.vector_norm(Rin.reshape(k, -1), dim=1).clamp_min(
-            torch.finfo(R.dtype).tiny
-        )
-        x = torch.cat(
-            [
-                (Rin / scale.view(k, *[1] * (Rin.ndim - 1))).to(self.net_dtype),
-                self.flags.unsqueeze(0).expand(k, *self.flags.shape),
-            ],
-            dim=1,
-        )
-        if self.layout is not None:
-            x = x.contiguous(memory_format=self.layout)
-        Q = self.network(x)
-        if self.level > 0:
-            mode = "trilinear" if dim == 3 else "bilinear"
-            Q = F.interpolate(
-                Q.to(self.smooth_dtype).contiguous(),
-                scale_factor=2**self.level,
-                mode=mode,
-                align_corners=False,
-            )
-            Q = Q[(slice(None), 0, *(slice(0, s) for s in self.grid))]
-            Q = torch.where(self.fluid, Q, 0.0).contiguous()
-            Q = self._smooth(Q, (R[:, 0] / scale.view(k, *[1] * dim)).to(self.smooth_dtype))
-        else:
-            Q = Q[:, 0]
-        Q = Q.to(Rt.dtype)
-        Q = torch.where(self.fluid, Q, torch.zeros((), dtype=Q.dtype, device=Q.device))
-        out = self.op.from_grid(Q.movedim(0, -1)).T.contiguous()  # type: ignore[attr-defined]
-        self.calls += 1
-        self.seconds += time.perf_counter() - t0
-        return out
-
-    def _smooth(self, Q: torch.Tensor, R: torch.Tensor) -> torch.Tensor:
-        """``(k, *grid)``: ``Q`` scaled by the line search on ``R``, then damped Jacobi."""
-        if self.smoothing_steps == 0:
-            return Q
-        axes = tuple(range(1, Q.ndim))
-        AQ = self.smooth_op.apply_grid(Q)  # type: ignore[attr-defined]
-        qAq = (Q * AQ).sum(dim=axes)
-        s = (Q * R).sum(dim=axes) / torch.where(qAq > 0, qAq, 1.0)
-        s = s.view(-1, *[1] * (Q.ndim - 1))
-        Q, AQ = Q * s, AQ * s
-        self.matvecs += 1
-        for step in range(self.smoothing_steps):
-            Q += self.omega * self.inv_diag * (R - AQ)
-            if step < self.smoothing_steps - 1:
-                AQ = self.smooth_op.apply_grid(Q)  # type: ignore[attr-defined]
-                self.matvecs += 1
-        return Q
-
-
 @dataclass
 class DCDMSetup:
     """What :class:`DCDM` builds from ``A`` once: the directions (network or identity), what
@@ -346,14 +196,14 @@ class DCDM(SolverBase):
         Where the network runs: 0, on the problem's grid (the paper's method); ``L >= 1``, on
         the grid ``2^L`` times coarser per axis, followed by ``smoothing_steps`` damped-Jacobi
         steps on the fine grid (a two-grid direction whose coarse solve is the network,
-        :class:`NetworkDirections`; network calls ``2^(dL)`` times cheaper). ``"auto"``: 0
-        below ``2^20`` cells; from ``2^20`` cells on (128^3 in 3-D), where the network call
-        dominates the solve, the first level whose grid has at most ``2^15`` cells (32^3, the
-        size the shipped model was first trained at; level 2 at 128^3).
-        ``stats["network_level"]`` says which was used.
+        :class:`NetworkDirections`; network calls ``2^(dL)`` times cheaper). ``"auto"``, on
+        3-D grids: at least 1, and the first level whose grid has at most ``2^15`` cells (32^3,
+        the size the shipped model was first trained at: level 1 at 32^3 and 64^3, 2 at
+        128^3), as long as that grid keeps 8 cells per side (0 on smaller grids); on 2-D
+        grids 0 (not measured there). ``stats["network_level"]`` says which was used.
     smoothing_steps : int, optional
-        Jacobi steps after a coarse network call; each costs a product. Default ``2 L + 1``
-        (3 at level 1, 5 at level 2).
+        Jacobi steps after a coarse network call; each costs a product (in the network's
+        dtype). Default ``4 L + 1`` (5 at level 1, 9 at level 2).
     smoothing_omega : float
         Their damping, in ``(0, 1]``.
     deflation_block : int or "auto", optional
@@ -362,10 +212,10 @@ class DCDM(SolverBase):
         (default): no deflation, the paper's method. Costs a set-up of ``3^d`` products and a
         sparse factorisation of the ``m x m`` coarse matrix (``m`` ~ cells / block^d), then one
         more product and one coarse solve per iteration. ``stats`` reports ``m``, the box side
-        and the set-up seconds. ``"auto"``: boxes of 3 when the network runs on the problem's
-        grid, of 8 when it runs on a coarser one (the set-up then takes ~0.3 s at 128^3
-        instead of 5-16 s for boxes of 3, and the two-grid directions lose little to the
-        larger boxes; the measurements are in docs/benchmarks/dcdm.md).
+        and the set-up seconds. ``"auto"``: the smallest box of 3, 4, 6 or 8 cells per side
+        that makes at most ``2^14`` boxes (3 up to 64^3, 6 at 128^3): the factor of ``E``
+        then takes well under a second, where boxes of 3 took 5-16 s at 128^3 (the
+        measurements are in docs/benchmarks/dcdm.md).
     """
 
     model: Any = None
@@ -404,20 +254,23 @@ class DCDM(SolverBase):
         """``network_level`` resolved for a grid (see the class notes for ``"auto"``)."""
         if self.network_level != "auto":
             return int(self.network_level)
-        cells = math.prod(grid)
-        if cells < AUTO_COARSE_CELLS:
+        if len(grid) != 3:
             return 0
         level = 0
-        while cells > AUTO_NETWORK_CELLS and min(grid) >= 2 ** (level + 1) * 8:
+        while (
+            level == 0 or math.prod(math.ceil(s / 2**level) for s in grid) > AUTO_NETWORK_CELLS
+        ) and min(grid) >= 2 ** (level + 1) * AUTO_MIN_SIDE:
             level += 1
-            cells = math.prod(math.ceil(s / 2**level) for s in grid)
         return level
 
     def block_for(self, grid: tuple[int, ...]) -> int | None:
         """``deflation_block`` resolved for a grid (``"auto"``: see the class notes)."""
-        if self.deflation_block == "auto":
-            return AUTO_BLOCKS[min(self.level_for(grid), 1)]
-        return self.deflation_block  # type: ignore[return-value]
+        if self.deflation_block != "auto":
+            return self.deflation_block  # type: ignore[return-value]
+        for block in AUTO_BLOCKS:
+            if math.prod(math.ceil(s / block) for s in grid) <= AUTO_MAX_BOXES:
+                return block
+        return AUTO_BLOCKS[-1]
 
     def network_for(
         self, op: LinearOperator
@@ -446,7 +299,7 @@ class DCDM(SolverBase):
             flags,
             dtype,
             level=level,
-            smoothing_steps=2 * level + 1 if self.smoothing_steps is None else self.smoothing_steps,
+            smoothing_steps=4 * level + 1 if self.smoothing_steps is None else self.smoothing_steps,
             omega=self.smoothing_omega,
         )
         return directions, {**info, "network_level": level}
@@ -533,7 +386,7 @@ class DCDM(SolverBase):
                 Q = deflation.project(Q, apply_A(Q))
                 control.matvecs += 1
             history.orthogonalise(Q)
-            AQ = apply_A(Q).clone()
+            AQ = apply_A(Q)  # apply_A's buffer: used, and copied into history, before its next call
             control.matvecs += 1
             qAq = rowdot(Q, AQ)
             control.stop_nonpositive(qAq, Status.INDEFINITE)
@@ -552,69 +405,6 @@ class DCDM(SolverBase):
             )
             if replaced is not None:
                 R[replaced.index] = replaced.residual[replaced.index]
-
-
-class KeptDirections:
-    """The last ``capacity`` directions ``P``, their products ``A P`` and ``p.A p``, per column
-    of a block, for :class:`DCDM`'s A-orthogonalisation in two batched products.
-
-    Parameters
-    ----------
-    capacity : int
-        Directions kept (the oldest is overwritten when full).
-
-    Notes
-    -----
-    Buffers are ``(k, j, n)``: ``P`` and ``A P`` take ``2 j k n`` numbers (64 directions of one
-    128^3 column in float64: 2.1 GB). They grow by doubling (from 8) up to ``capacity``, so a
-    solve that ends after ``i`` iterations holds at most ``2 * 2i`` vectors per column, and a
-    growth step briefly holds the old buffers beside the new ones.
-
-    :meth:`orthogonalise` is classical Gram-Schmidt in the A-inner product, ``q -= P (A P)^T q
-    / (p.A p)``, as two batched matrix products (``torch.bmm``) instead of one dot product and
-    one update per kept direction. The kept directions are A-orthogonal to each other, so it
-    equals the modified (one-at-a-time) form up to rounding.
-    """
-
-    def __init__(self, capacity: int) -> None:
-        self.capacity = capacity
-        self.count = 0  # directions held
-        self.next = 0  # slot the next one goes to
-        self.P: torch.Tensor | None = None  # (k, slots, n)
-        self.AP: torch.Tensor | None = None
-        self.pAp: torch.Tensor | None = None  # (k, slots)
-
-    def __len__(self) -> int:
-        return self.count
-
-    def append(self, Q: torch.Tensor, AQ: torch.Tensor, qAq: torch.Tensor) -> None:
-        """Keep ``Q``, ``A Q`` ``(k, n)`` and ``q.A q`` ``(k,)`` (copies)."""
-        if self.P is None or (self.next >= self.P.shape[1] and self.P.shape[1] < self.capacity):
-            self._grow(Q)
-        assert self.P is not None and self.AP is not None and self.pAp is not None
-        self.P[:, self.next] = Q
-        self.AP[:, self.next] = AQ
-        self.pAp[:, self.next] = qAq
-        self.count = min(self.count + 1, self.capacity)
-        self.next = (self.next + 1) % self.capacity
-
-    def _grow(self, Q: torch.Tensor) -> None:
-        k, n = Q.shape
-        slots = min(self.capacity, 8 if self.P is None else 2 * self.P.shape[1])
-        P, AP = Q.new_empty(k, slots, n), Q.new_empty(k, slots, n)
-        pAp = Q.new_ones(k, slots)
-        if self.P is not None and self.AP is not None and self.pAp is not None:
-            held = self.P.shape[1]
-            P[:, :held], AP[:, :held], pAp[:, :held] = self.P, self.AP, self.pAp
-        self.P, self.AP, self.pAp = P, AP, pAp
-
-    def orthogonalise(self, Q: torch.Tensor) -> None:
-        """``Q -= sum_j p_j (q.A p_j) / (p_j.A p_j)`` in place, ``Q`` of shape ``(k, n)``."""
-        if self.count == 0 or self.P is None or self.AP is None or self.pAp is None:
-            return
-        j = self.count
-        coeff = torch.bmm(self.AP[:, :j], Q.unsqueeze(2)).squeeze(2) / self.pAp[:, :j]  # (k, j)
-        Q.sub_(torch.bmm(coeff.unsqueeze(1), self.P[:, :j]).squeeze(1))
 
 
 def check_fallback_cos(value: float) -> None:

@@ -92,8 +92,9 @@ METHODS: dict[str, MethodSpec] = {
             DCDM,
             {"deflation_block": "auto", "network_level": "auto"},
             "dcdm with the solve deflated by the block-constant vectors of 3^d-cell boxes "
-            "(a two-level method; structured grids); from 2^20 cells on, the network runs on a "
-            "grid of about 32^3 cells, followed by Jacobi smoothing, with boxes of 8",
+            "(a two-level method; structured grids); in 3-D the network runs on a grid of at "
+            "most 32^3 cells, at least one down, followed by Jacobi smoothing; boxes of 3, or "
+            "larger above 2^14 boxes",
             "torch",
         ),
         MethodSpec(
