@@ -100,7 +100,8 @@ class NetworkDirections:
             self.smooth_dtype = self.net_dtype if self.net_dtype.is_floating_point else op.dtype
             self.smooth_op = op.to(dtype=self.smooth_dtype)
             diag = self.smooth_op.diagonal_grid()  # type: ignore[attr-defined]
-            self.inv_diag = torch.where(self.fluid, 1 / diag.where(self.fluid, 1.0), 0.0)
+            # omega D^{-1} on the fluid cells, 0 elsewhere
+            self.jacobi = torch.where(self.fluid, omega / diag.where(self.fluid, 1.0), 0.0)
         self.flags = flags.to(self.net_dtype)
         self.calls = 0
         self.seconds = 0.0
@@ -155,17 +156,19 @@ class NetworkDirections:
         """``(k, *grid)``: ``Q`` scaled by the line search on ``R``, then damped Jacobi."""
         if self.smoothing_steps == 0:
             return Q
-        axes = tuple(range(1, Q.ndim))
+        k = Q.shape[0]
         AQ = self.smooth_op.apply_grid(Q)  # type: ignore[attr-defined]
-        qAq = (Q * AQ).sum(dim=axes)
-        s = (Q * R).sum(dim=axes) / torch.where(qAq > 0, qAq, 1.0)
+        qAq = torch.linalg.vecdot(Q.reshape(k, -1), AQ.reshape(k, -1))
+        s = torch.linalg.vecdot(Q.reshape(k, -1), R.reshape(k, -1)) / torch.where(qAq > 0, qAq, 1.0)
         s = s.view(-1, *[1] * (Q.ndim - 1))
-        Q, AQ = Q * s, AQ * s
+        Q.mul_(s)
+        AQ.mul_(s)
         self.matvecs += 1
+        T = torch.empty_like(Q)
         for step in range(self.smoothing_steps):
-            Q += self.omega * self.inv_diag * (R - AQ)
+            Q.addcmul_(self.jacobi, torch.sub(R, AQ, out=T))  # q += omega D^-1 (r - A q)
             if step < self.smoothing_steps - 1:
-                AQ = self.smooth_op.apply_grid(Q)  # type: ignore[attr-defined]
+                self.smooth_op.apply_grid(Q, out=AQ)  # type: ignore[attr-defined]
                 self.matvecs += 1
         return Q
 
