@@ -239,7 +239,13 @@ class DCDM(SolverBase):
         check_positive_int("directions", self.directions)
         check_fallback_cos(self.fallback_cos)
         if self.deflation_block != "auto":
-            check_deflation_block(self.deflation_block)
+            try:
+                check_deflation_block(self.deflation_block)
+            except ValueError as err:
+                raise ValueError(
+                    f"{err}; dcdm also takes deflation_block='auto' (boxes of 3, larger above "
+                    "2^14 boxes)"
+                ) from None
         check_positive_int("true_residual_every", self.true_residual_every)
         level = self.network_level
         if level != "auto" and (isinstance(level, bool) or not isinstance(level, int) or level < 0):

@@ -267,6 +267,8 @@ def test_bad_options_are_refused() -> None:
 
 
 def test_bad_network_level_options_are_refused() -> None:
+    with pytest.raises(ValueError, match="deflation_block.*also takes deflation_block='auto'"):
+        ns.solvers.make_solver("dcdm-deflated", deflation_block="big")
     for bad in (1.0, -1, True, "coarse"):
         with pytest.raises(ValueError, match="network_level"):
             ns.solvers.make_solver("dcdm", network_level=bad)
