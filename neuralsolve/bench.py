@@ -52,6 +52,8 @@ DEFAULT_METHODS: tuple[str, ...] = (
     "pcg-jacobi",
     "pcg-ic",
     "pcg-amg",
+    "cg-deflated",
+    "dcdm-deflated",
     "scipy-cg",
     "pyamg-sa",
     "pyamg-rs",
@@ -359,6 +361,19 @@ def _fmt(v: float | None, spec: str) -> str:
     return "-" if v is None else format(v, spec)
 
 
+def network_note(result: dict[str, Any]) -> str:
+    """One line on a learned method's network: calls, seconds per call, share of the solve."""
+    stats = result["stats"]
+    calls, seconds = int(stats["network_calls"]), float(stats.get("network_s", 0.0))
+    where = "" if stats.get("network_level") is None else f", level {stats['network_level']}"
+    share = seconds / result["solve_s"] if result.get("solve_s") else float("nan")
+    label = result["problem"] + ("" if result["n"] is None else f"-{result['n']}")
+    return (
+        f"  {result['method']} on {label}: network {calls} calls, "
+        f"{1e3 * seconds / calls:.0f} ms per call, {share:.0%} of the solve s{where}"
+    )
+
+
 def format_table(report: dict[str, Any]) -> str:
     """The results as an aligned text table (one row per problem and method)."""
     results = report["results"]
@@ -421,6 +436,7 @@ def format_table(report: dict[str, Any]) -> str:
         for r in results
         if "skipped" in r or "error" in r
     ]
+    notes += [network_note(r) for r in results if (r.get("stats") or {}).get("network_calls")]
     meta = report["meta"]
     config = meta["config"]
     footer = (

@@ -39,6 +39,7 @@ finite iterate.
 
 from __future__ import annotations
 
+import math
 import time
 import warnings
 from dataclasses import dataclass, field
@@ -48,7 +49,7 @@ from typing import Any
 import torch
 
 from neuralsolve.checkpoint import VersionMismatchWarning, load_checkpoint
-from neuralsolve.checks import check_positive_int, check_real
+from neuralsolve.checks import check_int, check_positive_int, check_real
 from neuralsolve.errors import DataFormatError
 from neuralsolve.linop import LinearOperator, as_operator
 from neuralsolve.result import SolveResult, Status
@@ -56,6 +57,7 @@ from neuralsolve.validation import PreparedSystem
 
 from .base import SolverBase
 from .convergence import Callback, ConvergenceControl, rowdot, rownorm, start
+from .dcdm_directions import KeptDirections, NetworkDirections, ResidualDirections
 from .dcdm_net import DCDMNet, DCDMNetConfig, geometry_flags
 from .deflation import BlockDeflation, check_deflation_block
 from .krylov import FlexibleCG, KrylovSetup, buffered_apply
@@ -66,6 +68,7 @@ __all__ = [
     "DEFAULT_DIRECTIONS",
     "DCDMPreconditioner",
     "FlexibleDCDM",
+    "KeptDirections",
     "NetworkDirections",
     "ResidualDirections",
     "load_network",
@@ -75,6 +78,15 @@ __all__ = [
 MODELS_DIR = Path(__file__).parent / "models"
 # Directions each new one is A-orthogonalised against; training evaluates with the same number.
 DEFAULT_DIRECTIONS = 64
+# network_level="auto" (3-D): at least one grid down, and down to the first grid with at most
+# AUTO_NETWORK_CELLS cells (32^3, the size the shipped model was first trained at), keeping
+# AUTO_MIN_SIDE cells per side for the network.
+AUTO_NETWORK_CELLS = 2**15
+AUTO_MIN_SIDE = 8
+# deflation_block="auto": the smallest of these boxes with at most AUTO_MAX_BOXES boxes (the
+# coarse factor then takes well under a second; boxes of 3 at 128^3 took 5-16 s).
+AUTO_BLOCKS = (3, 4, 6, 8)
+AUTO_MAX_BOXES = 2**14
 
 
 def shipped_model_path(dim: int) -> Path:
@@ -140,75 +152,6 @@ def load_network(
     return net.to(device).eval(), {"model": source, "network": config.kind}
 
 
-class ResidualDirections:
-    """``R -> R``: the directions of ``model="identity"`` (no network; DCDM is then CG)."""
-
-    network = None
-
-    def __init__(self) -> None:
-        self.calls = 0
-        self.seconds = 0.0
-
-    def __call__(self, Rt: torch.Tensor) -> torch.Tensor:
-        return Rt.clone()
-
-
-class NetworkDirections:
-    """``R -> f(R / ||R||)`` on the active cells of a stencil operator, batch-first.
-
-    Parameters
-    ----------
-    op : StencilOperator
-    network : torch.nn.Module
-    flags : torch.Tensor
-        ``geometry_flags(op)``.
-    dtype : torch.dtype, optional
-        Dtype the network runs in (default its parameters' dtype, e.g. float32 while the solve
-        runs in float64).
-    """
-
-    def __init__(
-        self,
-        op: LinearOperator,
-        network: torch.nn.Module,
-        flags: torch.Tensor,
-        dtype: torch.dtype | None = None,
-    ):
-        params = list(network.parameters())
-        self.net_dtype = dtype or (params[0].dtype if params else torch.float32)
-        self.op = op
-        self.network = network
-        self.grid = tuple(op.grid_shape)  # type: ignore[attr-defined]
-        self.flags = flags.to(self.net_dtype)
-        self.fluid = flags[0].to(torch.bool)
-        self.calls = 0
-        self.seconds = 0.0
-
-    @torch.no_grad()
-    def __call__(self, Rt: torch.Tensor) -> torch.Tensor:
-        """``(k, n) -> (k, n)`` directions (NaN rows where the network produced non-finite values)."""
-        t0 = time.perf_counter()
-        k = Rt.shape[0]
-        R = self.op.to_grid(Rt.T)  # type: ignore[attr-defined]
-        R = R.movedim(-1, 0).reshape(k, 1, *self.grid)
-        scale = torch.linalg.vector_norm(R.reshape(k, -1), dim=1).clamp_min(
-            torch.finfo(R.dtype).tiny
-        )
-        x = torch.cat(
-            [
-                (R / scale.view(k, *[1] * (R.ndim - 1))).to(self.net_dtype),
-                self.flags.unsqueeze(0).expand(k, *self.flags.shape),
-            ],
-            dim=1,
-        )
-        Q = self.network(x)[:, 0].to(Rt.dtype)
-        Q = torch.where(self.fluid, Q, torch.zeros((), dtype=Q.dtype, device=Q.device))
-        out = self.op.from_grid(Q.movedim(0, -1)).T.contiguous()  # type: ignore[attr-defined]
-        self.calls += 1
-        self.seconds += time.perf_counter() - t0
-        return out
-
-
 @dataclass
 class DCDMSetup:
     """What :class:`DCDM` builds from ``A`` once: the directions (network or identity), what
@@ -249,13 +192,30 @@ class DCDM(SolverBase):
         Refuse operators tagged not SPD.
     network_dtype : str, optional
         Run the network in this dtype (default its own, float32 for the shipped model).
-    deflation_block : int, optional
+    network_level : int or "auto"
+        Where the network runs: 0, on the problem's grid (the paper's method); ``L >= 1``, on
+        the grid ``2^L`` times coarser per axis, followed by ``smoothing_steps`` damped-Jacobi
+        steps on the fine grid (a two-grid direction whose coarse solve is the network,
+        :class:`NetworkDirections`; network calls ``2^(dL)`` times cheaper). ``"auto"``, on
+        3-D grids: at least 1, and the first level whose grid has at most ``2^15`` cells (32^3,
+        the size the shipped model was first trained at: level 1 at 32^3 and 64^3, 2 at
+        128^3), as long as that grid keeps 8 cells per side (0 on smaller grids); on 2-D
+        grids 0 (not measured there). ``stats["network_level"]`` says which was used.
+    smoothing_steps : int, optional
+        Jacobi steps after a coarse network call; each costs a product (in the network's
+        dtype). Default ``4 L + 1`` (5 at level 1, 9 at level 2).
+    smoothing_omega : float
+        Their damping, in ``(0, 1]``.
+    deflation_block : int or "auto", optional
         Deflate the solve by the indicator vectors of boxes of this many cells per side (see
         the module notes and :class:`~neuralsolve.solvers.deflation.BlockDeflation`); ``None``
         (default): no deflation, the paper's method. Costs a set-up of ``3^d`` products and a
         sparse factorisation of the ``m x m`` coarse matrix (``m`` ~ cells / block^d), then one
-        more product and one coarse solve per iteration. ``stats`` reports ``m`` and the set-up
-        seconds.
+        more product and one coarse solve per iteration. ``stats`` reports ``m``, the box side
+        and the set-up seconds. ``"auto"``: the smallest box of 3, 4, 6 or 8 cells per side
+        that makes at most ``2^14`` boxes (3 up to 64^3, 6 at 128^3): the factor of ``E``
+        then takes well under a second, where boxes of 3 took 5-16 s at 128^3 (the
+        measurements are in docs/benchmarks/dcdm.md).
     """
 
     model: Any = None
@@ -263,7 +223,10 @@ class DCDM(SolverBase):
     fallback_cos: float = 1e-3
     true_residual_every: int = 20
     network_dtype: str | None = None
-    deflation_block: int | None = None
+    network_level: int | str = 0
+    smoothing_steps: int | None = None
+    smoothing_omega: float = 0.8
+    deflation_block: int | str | None = None
     _cache: dict[str, Any] = field(default_factory=dict, init=False, repr=False, compare=False)
 
     @property
@@ -275,8 +238,45 @@ class DCDM(SolverBase):
         super().__post_init__()
         check_positive_int("directions", self.directions)
         check_fallback_cos(self.fallback_cos)
-        check_deflation_block(self.deflation_block)
+        if self.deflation_block != "auto":
+            try:
+                check_deflation_block(self.deflation_block)
+            except ValueError as err:
+                raise ValueError(
+                    f"{err}; dcdm also takes deflation_block='auto' (boxes of 3, larger above "
+                    "2^14 boxes)"
+                ) from None
         check_positive_int("true_residual_every", self.true_residual_every)
+        level = self.network_level
+        if level != "auto" and (isinstance(level, bool) or not isinstance(level, int) or level < 0):
+            raise ValueError(
+                f"network_level must be 0 (the network on the problem's grid), an integer L >= 1 "
+                f"(on the grid 2^L times coarser) or 'auto', got {level!r}"
+            )
+        check_int("smoothing_steps", self.smoothing_steps, minimum=0, allow_none=True)
+        check_real("smoothing_omega", self.smoothing_omega, low=0.0, high=1.0, low_open=True)
+
+    def level_for(self, grid: tuple[int, ...]) -> int:
+        """``network_level`` resolved for a grid (see the class notes for ``"auto"``)."""
+        if self.network_level != "auto":
+            return int(self.network_level)
+        if len(grid) != 3:
+            return 0
+        level = 0
+        while (
+            level == 0 or math.prod(math.ceil(s / 2**level) for s in grid) > AUTO_NETWORK_CELLS
+        ) and min(grid) >= 2 ** (level + 1) * AUTO_MIN_SIDE:
+            level += 1
+        return level
+
+    def block_for(self, grid: tuple[int, ...]) -> int | None:
+        """``deflation_block`` resolved for a grid (``"auto"``: see the class notes)."""
+        if self.deflation_block != "auto":
+            return self.deflation_block  # type: ignore[return-value]
+        for block in AUTO_BLOCKS:
+            if math.prod(math.ceil(s / block) for s in grid) <= AUTO_MAX_BOXES:
+                return block
+        return AUTO_BLOCKS[-1]
 
     def network_for(
         self, op: LinearOperator
@@ -298,7 +298,17 @@ class DCDM(SolverBase):
         dtype = None if self.network_dtype is None else getattr(torch, self.network_dtype)
         if dtype is not None:
             net = net.to(dtype)
-        return NetworkDirections(op, net, flags, dtype), dict(info)
+        level = self.level_for(tuple(op.grid_shape))  # type: ignore[attr-defined]
+        directions = NetworkDirections(
+            op,
+            net,
+            flags,
+            dtype,
+            level=level,
+            smoothing_steps=4 * level + 1 if self.smoothing_steps is None else self.smoothing_steps,
+            omega=self.smoothing_omega,
+        )
+        return directions, {**info, "network_level": level}
 
     def _setup(self, op: LinearOperator, M: Any) -> DCDMSetup:
         """The network for ``op``'s grid and, with ``deflation_block``, the coarse space."""
@@ -308,9 +318,8 @@ class DCDM(SolverBase):
                 "for another one)"
             )
         directions, info = self.network_for(op)
-        deflation = (
-            BlockDeflation(op, self.deflation_block) if self.deflation_block is not None else None
-        )
+        block = self.block_for(tuple(getattr(op, "grid_shape", ())))
+        deflation = BlockDeflation(op, block) if block is not None else None
         return DCDMSetup(directions, info, deflation)
 
     def _solve(
@@ -324,6 +333,7 @@ class DCDM(SolverBase):
         op, B = system.A, system.B
         directions, deflation = context.directions, context.deflation
         calls, seconds = directions.calls, directions.seconds
+        matvecs = getattr(directions, "matvecs", 0)
         k, n = B.shape
         apply_A = buffered_apply(op, k)
         max_iters = self.max_iters if self.max_iters is not None else min(10 * n, 10_000)
@@ -331,15 +341,19 @@ class DCDM(SolverBase):
         fallbacks = torch.zeros(k, dtype=torch.int64)
         if control.running:
             self._loop(apply_A, directions, deflation, B, X, R, control, callback, fallbacks)
+        smoothing = getattr(directions, "matvecs", 0) - matvecs
+        control.matvecs += smoothing
         extra = {
             **context.info,
             "network_calls": directions.calls - calls,
+            "network_matvecs": smoothing,
             "network_s": directions.seconds - seconds,
             "directions": self.directions,
             "fallbacks": int(fallbacks.sum()),
             "network_mac_per_cell": float(
                 getattr(directions.network, "flops_per_cell", lambda: 0.0)()
-            ),
+            )
+            / 2 ** (len(getattr(op, "grid_shape", ())) * getattr(directions, "level", 0)),
         }
         if deflation is not None:
             extra.update(deflation.info)
@@ -359,7 +373,7 @@ class DCDM(SolverBase):
         callback: Callback | None,
         fallbacks: torch.Tensor,
     ) -> None:
-        history: list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]] = []  # (P, AP, pAp)
+        history = KeptDirections(self.directions)
         while control.running:
             control.begin_iteration()
             active = control.active
@@ -377,9 +391,8 @@ class DCDM(SolverBase):
             if deflation is not None:  # A-orthogonal to range(Z); q.r is unchanged (Z^T r = 0)
                 Q = deflation.project(Q, apply_A(Q))
                 control.matvecs += 1
-            for P, AP, pAp in history:
-                Q.addcmul_(P, (rowdot(Q, AP) / pAp)[:, None], value=-1.0)
-            AQ = apply_A(Q).clone()
+            history.orthogonalise(Q)
+            AQ = apply_A(Q)  # apply_A's buffer: used, and copied into history, before its next call
             control.matvecs += 1
             qAq = rowdot(Q, AQ)
             control.stop_nonpositive(qAq, Status.INDEFINITE)
@@ -388,9 +401,7 @@ class DCDM(SolverBase):
             alpha = torch.where(active, rowdot(Q, R) / safe, torch.zeros_like(qAq))[:, None]
             X.addcmul_(Q, alpha)
             R.addcmul_(AQ, alpha, value=-1.0)
-            history.append((Q, AQ, safe))
-            if len(history) > self.directions:
-                history.pop(0)
+            history.append(Q, AQ, safe)
             replaced = control.end_iteration(
                 rownorm(R),
                 ~active,

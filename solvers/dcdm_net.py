@@ -141,8 +141,38 @@ class DCDMNetConfig:
         return asdict(self)
 
 
+def _onednn_inference(x: torch.Tensor) -> bool:
+    """Whether a convolution on ``x`` may go straight to oneDNN (see :class:`_OneDNNConv3d`):
+    a CPU float32/bfloat16 tensor with oneDNN available and enabled."""
+    return (
+        x.device.type == "cpu"
+        and x.dtype in (torch.float32, torch.bfloat16)
+        and torch.backends.mkldnn.is_available()
+        and torch.backends.mkldnn.enabled
+    )
+
+
+class _OneDNNConv3d(nn.Conv3d):
+    """``nn.Conv3d`` that, in CPU inference, always calls oneDNN's convolution.
+
+    PyTorch sends a batch-1 convolution to its im2col fallback (``slow_conv3d``) when
+    ``channels * depth * height <= 20480``: the coarse levels of the U-Net and the first layer
+    (3 input channels) below 128^3. oneDNN runs those 1.6x (64^3) to 3x (32^3) faster per
+    network call on the shipped 3-D model (one thread, same output to float32 rounding).
+    Training, other devices and dtypes take the ordinary path; the weights are the same.
+    """
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        training = torch.is_grad_enabled() and (x.requires_grad or self.weight.requires_grad)
+        if not training and x.dtype == self.weight.dtype and _onednn_inference(x):
+            return torch.ops.aten.mkldnn_convolution(
+                x, self.weight, self.bias, self.padding, self.stride, self.dilation, self.groups
+            )
+        return super().forward(x)
+
+
 def _conv(dim: int, cin: int, cout: int, kernel: int = 3) -> nn.Module:
-    cls = nn.Conv3d if dim == 3 else nn.Conv2d
+    cls = _OneDNNConv3d if dim == 3 else nn.Conv2d
     return cls(cin, cout, kernel, padding=kernel // 2)
 
 

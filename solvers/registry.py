@@ -90,9 +90,11 @@ METHODS: dict[str, MethodSpec] = {
         MethodSpec(
             "dcdm-deflated",
             DCDM,
-            {"deflation_block": 3},
+            {"deflation_block": "auto", "network_level": "auto"},
             "dcdm with the solve deflated by the block-constant vectors of 3^d-cell boxes "
-            "(a two-level method; structured grids)",
+            "(a two-level method; structured grids); in 3-D the network runs on a grid of at "
+            "most 32^3 cells, at least one down, followed by Jacobi smoothing; boxes of 3, or "
+            "larger above 2^14 boxes",
             "torch",
         ),
         MethodSpec(

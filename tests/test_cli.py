@@ -155,6 +155,21 @@ def test_bench_skips_and_errors_are_recorded(monkeypatch: pytest.MonkeyPatch) ->
     assert "skipped" in table and "error" in table
 
 
+def test_bench_default_runs_both_deflated_methods_and_notes_the_network() -> None:
+    from neuralsolve.bench import DEFAULT_METHODS
+
+    assert {"cg-deflated", "dcdm-deflated"} <= set(DEFAULT_METHODS)
+    config = BenchConfig(problems=(("obstacle3d", 12),), methods=("dcdm-deflated", "cg"))
+    report = run_benchmark(config, progress=False)
+    dcdm = next(r for r in report["results"] if r["method"] == "dcdm-deflated")
+    calls = dcdm["stats"]["network_calls"]
+    assert dcdm["converged"] and calls == dcdm["iterations"] > 0
+    table = format_table(report)
+    assert f"dcdm-deflated on obstacle3d-12: network {calls} calls" in table
+    assert "ms per call" in table and "level 0" in table
+    assert "cg on obstacle3d-12: network" not in table
+
+
 def test_bench_method_options_override_the_run_iteration_limit(tmp_path: Path) -> None:
     args = [
         "bench",

@@ -266,6 +266,154 @@ def test_bad_options_are_refused() -> None:
         ns.solve(prob.A, prob.b, method="dcdm", model=3)
 
 
+def test_bad_network_level_options_are_refused() -> None:
+    with pytest.raises(ValueError, match="deflation_block.*also takes deflation_block='auto'"):
+        ns.solvers.make_solver("dcdm-deflated", deflation_block="big")
+    for bad in (1.0, -1, True, "coarse"):
+        with pytest.raises(ValueError, match="network_level"):
+            ns.solvers.make_solver("dcdm", network_level=bad)
+    with pytest.raises(ValueError, match="smoothing_steps"):
+        ns.solvers.make_solver("dcdm", smoothing_steps=-1)
+    for bad in (0.0, 1.5):
+        with pytest.raises(ValueError, match="smoothing_omega"):
+            ns.solvers.make_solver("dcdm", smoothing_omega=bad)
+
+
+def test_kept_directions_batched_equal_the_one_at_a_time_loop() -> None:
+    """Two bmm products (classical Gram-Schmidt) against the per-direction loop the solver
+    used before, through buffer growth (8 -> 16 -> 20 slots) and the ring's overwrites.
+    The kept directions are made A-orthogonal as in the solver, so the two forms agree to
+    rounding; 1e-10 relative leaves room for 40 directions' worth of it in float64."""
+    from neuralsolve.solvers.dcdm import KeptDirections
+
+    torch.manual_seed(0)
+    k, n, capacity = 3, 200, 20
+    G = torch.randn(n, n, dtype=torch.float64)
+    A = G @ G.T / n + torch.eye(n, dtype=torch.float64)  # SPD, condition ~10
+    kept, loop = KeptDirections(capacity), []
+    for _ in range(45):
+        Q = torch.randn(k, n, dtype=torch.float64)
+        reference = Q.clone()
+        for P, AP, pAp in loop:
+            reference -= P * (torch.sum(reference * AP, dim=1) / pAp)[:, None]
+        kept.orthogonalise(Q)
+        np.testing.assert_allclose(
+            Q.numpy(), reference.numpy(), rtol=0, atol=1e-10 * float(Q.abs().max())
+        )
+        AQ = Q @ A
+        qAq = torch.sum(Q * AQ, dim=1)
+        kept.append(Q, AQ, qAq)
+        loop = [*loop, (Q.clone(), AQ.clone(), qAq.clone())][-capacity:]
+        assert len(kept) == len(loop)
+    assert kept.P is not None and kept.P.shape == (k, capacity, n)
+
+
+def test_channels_last_directions_equal_the_plain_network_call() -> None:
+    """The directions pass the network a channels-last input; the plain call is the reference.
+    Tolerance: float32 rounding of the convolutions (oneDNN reorders the sums), 1e-5 relative."""
+    from neuralsolve.solvers.dcdm import NetworkDirections
+
+    prob = ns.datasets.make_problem("obstacle3d", 16, seed=4)
+    net, _ = load_network(None, 3)
+    flags = geometry_flags(prob.A)
+    R = torch.randn(2, prob.n, dtype=torch.float64)
+    got = NetworkDirections(prob.A, net, flags)(R)
+    grid = prob.A.to_grid(R.T).movedim(-1, 0)
+    unit = grid / torch.linalg.vector_norm(grid.reshape(2, -1), dim=1).view(2, 1, 1, 1)
+    x = torch.cat([unit[:, None].float(), flags.expand(2, -1, -1, -1, -1)], dim=1)
+    with torch.no_grad():
+        plain = net(x)[:, 0].double() * flags[0]
+    expected = prob.A.from_grid(plain.movedim(0, -1)).T
+    scale = float(expected.abs().max())
+    np.testing.assert_allclose(got.numpy(), expected.numpy(), rtol=0, atol=1e-5 * scale)
+
+
+def test_onednn_convolution_equals_the_ordinary_one_and_trains() -> None:
+    """The 3-D convolutions call oneDNN directly in CPU inference (sizes PyTorch would send
+    to its im2col fallback included); the ordinary path is the reference, to float32
+    rounding (1e-5 relative). With gradients on, the ordinary path runs and trains."""
+    import neuralsolve.solvers.dcdm_net as dn
+
+    torch.manual_seed(0)
+    net = DCDMNet(dim=3, channels=4, coarse_channels=6)
+    for p in net.parameters():
+        torch.nn.init.normal_(p, std=0.2)
+    x = torch.randn(1, 3, 16, 16, 16)
+    with torch.no_grad():
+        assert dn._onednn_inference(x)  # this build has oneDNN (the CPU wheels do)
+        fast = net(x)
+        saved = dn._onednn_inference
+        try:
+            dn._onednn_inference = lambda x: False
+            plain = net(x)
+        finally:
+            dn._onednn_inference = saved
+    np.testing.assert_allclose(
+        fast.numpy(), plain.numpy(), rtol=0, atol=1e-5 * float(plain.abs().max())
+    )
+    calls = []
+    saved = dn._onednn_inference
+    try:
+        dn._onednn_inference = lambda x: calls.append(x) or saved(x)
+        net(x).square().sum().backward()  # weights require grad: the ordinary path
+    finally:
+        dn._onednn_inference = saved
+    assert not calls
+    assert all(p.grad is not None and bool(p.grad.abs().sum() > 0) for p in net.parameters())
+
+
+@pytest.mark.parametrize(("name", "n"), [("obstacle3d", 20), ("poisson3d", 17), ("obstacle2d", 48)])
+def test_network_one_grid_down_solves_to_the_true_residual(name: str, n: int) -> None:
+    """network_level=1 (the network on the grid twice as coarse, then Jacobi smoothing) on
+    the shipped model, odd grids included: converges on the true residual, counts the
+    smoothing products, and stays within 1.5x of the fine-grid network's iterations."""
+    prob = ns.datasets.make_problem(name, n, seed=0)
+    fine = ns.solve(prob.A, prob.b, method="dcdm-deflated", rtol=1e-8, network_level=0)
+    res = ns.solve(prob.A, prob.b, method="dcdm-deflated", rtol=1e-8, network_level=1)
+    assert res.converged and fine.converged
+    true = np.linalg.norm(prob.b.numpy() - prob.matrix @ res.x.numpy()) / np.linalg.norm(prob.b)
+    assert true <= 1e-8
+    assert res.stats["network_level"] == 1 and fine.stats["network_level"] == 0
+    assert res.stats["network_matvecs"] == 5 * res.stats["network_calls"]  # 4 L + 1 steps
+    assert fine.stats["network_matvecs"] == 0
+    assert res.iterations <= 1.5 * fine.iterations
+
+
+def test_network_two_grids_down_solves_and_counts_its_smoothing() -> None:
+    prob = ns.datasets.make_problem("obstacle3d", 24, seed=1)
+    res = ns.solve(prob.A, prob.b, method="dcdm-deflated", rtol=1e-8, network_level=2)
+    assert res.converged and res.stats["network_level"] == 2
+    true = np.linalg.norm(prob.b.numpy() - prob.matrix @ res.x.numpy()) / np.linalg.norm(prob.b)
+    assert true <= 1e-8
+    assert res.stats["network_matvecs"] == 9 * res.stats["network_calls"]  # 4 L + 1 steps
+
+
+def test_auto_network_level_and_boxes_follow_the_cells() -> None:
+    """'auto' in 3-D: at least one grid down, down to at most 2^15 cells (32^3), keeping 8
+    cells per side; 2-D stays on the fine grid. Boxes: the smallest of 3, 4, 6, 8 with at
+    most 2^14 boxes."""
+    solver = ns.solvers.make_solver("dcdm-deflated")
+    assert solver.network_level == "auto" and solver.deflation_block == "auto"
+    for grid, level, block in [
+        ((12, 12, 12), 0, 3),
+        ((16, 16, 16), 1, 3),
+        ((32, 32, 32), 1, 3),
+        ((64, 64, 64), 1, 3),
+        ((128, 128, 128), 2, 6),
+        ((128, 128, 96), 2, 6),
+        ((256, 256, 256), 3, 8),
+        ((512, 512), 0, 4),
+    ]:
+        assert (solver.level_for(grid), solver.block_for(grid)) == (level, block), grid
+    assert ns.solvers.make_solver("dcdm", network_level=1).block_for((128,) * 3) is None
+    prob = ns.datasets.make_problem("poisson3d", 12, seed=0)
+    stats = ns.solve(prob.A, prob.b, method="dcdm-deflated").stats
+    assert stats["network_level"] == 0 and stats["deflation_block"] == 3
+    prob = ns.datasets.make_problem("poisson3d", 16, seed=0)
+    stats = ns.solve(prob.A, prob.b, method="dcdm-deflated").stats
+    assert stats["network_level"] == 1 and stats["network_matvecs"] == 5 * stats["network_calls"]
+
+
 # --------------------------------------------------------------------------- the network
 @pytest.mark.parametrize("kind", ["unet", "paper"])
 @pytest.mark.parametrize("grid", [(16, 16), (13, 21), (8, 8, 8), (11, 9, 16)])

@@ -126,7 +126,11 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument(
         "--n", type=int, action="append", help="cells per axis for the named problems (repeatable)"
     )
-    b.add_argument("--methods", help="comma-separated method names (default: all but fcg)")
+    b.add_argument(
+        "--methods",
+        help="comma-separated method names (default: cg, cg-fused, pcg-jacobi, pcg-ic, pcg-amg, "
+        "cg-deflated, dcdm-deflated, scipy-cg, pyamg-sa, pyamg-rs, direct)",
+    )
     b.add_argument("--rtol", type=float, default=1e-6, help="relative tolerance (default: 1e-6)")
     b.add_argument(
         "--rhs",

@@ -83,7 +83,8 @@ def add_dcdm_parser(tsub: Any) -> None:
         type=int,
         metavar="CELLS",
         help="train for the deflated method (dcdm-deflated): the loss and the held-out solves "
-        "deflate by boxes of this many cells per side (dcdm-deflated solves with 3); default: "
+        "deflate by boxes of this many cells per side (dcdm-deflated solves with 3 up to 64^3); "
+        "default: "
         "plain DCDM",
     )
     p.add_argument("--out", default="runs/dcdm", help="run directory (default: runs/dcdm)")
