@@ -22,7 +22,8 @@ from neuralsolve.operators.comparison import comparison_parser, run_comparison
 
 def models(n: int) -> dict:
     specs = {
-        "fno": ("fno", {"modes": 12, "width": 32, "layers": 4, "padding": 0.125}),
+        # modes are derived from the grid: min(12, n // 4), 12 at 64 x 64
+        "fno": ("fno", {"width": 32, "layers": 4, "padding": 0.125}),
         "deeponet": ("deeponet", {"branch": "cnn", "width": 128, "basis": 128}),
         "lsm": ("lsm", {"width": 32, "patch": max(1, n // 16)}),
         # 32 of 64 DCT modes (24, the paper's NS setting, leave a projection floor of 0.0094
