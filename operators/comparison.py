@@ -120,6 +120,7 @@ def _train_row(
         "train_s": result.seconds,
         "s_per_epoch": result.seconds / max(epochs, 1e-12),
         "s_per_step": result.seconds / max(1, result.steps),
+        "lr": cfg.lr,
         "epochs": epochs,
         "final_loss": result.final_loss,
         "test_rel_l2": report["rel_l2_mean"],
@@ -336,6 +337,13 @@ def comparison_parser(
         "--out", default="bench-out/operators", help="output folder (data cached there)"
     )
     parser.add_argument("--models", help="comma-separated subset (default: all)")
+    parser.add_argument(
+        "--data", help="train and test on this HDF5 file (ours or PDEBench) instead of generated "
+        "data: the first --train samples train, the next --test test",
+    )  # fmt: skip
+    parser.add_argument(
+        "--batch-size", type=int, default=None, help="(default: 20; 10 under NEURALSOLVE_QUICK)"
+    )
     return parser
 
 
@@ -371,17 +379,24 @@ def run_comparison(
     samples = args.train + args.test
     options = dict(generator_options or {})
     variant = "".join(f"_{key}{value:g}" for key, value in sorted(options.items()))
-    data = out / f"{problem}{args.n}_{samples}{variant}.h5"
-    if not data.exists():
-        generate(problem, n=args.n, samples=samples, seed=0, out=data, **options)
+    if getattr(args, "data", None):
+        data = Path(args.data)
+    else:
+        data = out / f"{problem}{args.n}_{samples}{variant}.h5"
+        if not data.exists():
+            generate(problem, n=args.n, samples=samples, seed=0, out=data, **options)
     train = H5Dataset(data, range(args.train))
     test = H5Dataset(data, range(args.train, samples))
     eval_data = {}
     if half_grid:
-        eval_data["half_grid"] = H5Dataset(data, range(args.train, samples), resolution=args.n // 2)
+        grid = test[0][0].shape[1:]
+        eval_data["half_grid"] = H5Dataset(
+            data, range(args.train, samples), resolution=grid[0] // 2
+        )
     config = TrainerConfig(
         optimizer=args.optimizer, optimizer_options={"weight_decay": 1e-4}, lr=args.lr,
-        schedule="cosine", epochs=args.epochs, batch_size=10 if quick_run() else 20, seed=0,
+        schedule="cosine", epochs=args.epochs, seed=0,
+        batch_size=args.batch_size or (10 if quick_run() else 20),
         progress=None, log_every=10,
     )  # fmt: skip
     if args.seeds < 1:
@@ -397,6 +412,8 @@ def run_comparison(
         stem += f"_{args.optimizer}"
     if args.lr != DEFAULT_LR:
         stem += f"_lr{args.lr:g}"
+    if getattr(args, "data", None):
+        stem += f"_{Path(args.data).stem}"
     record = run_record(device=config.device)
     write_report(out / f"{stem}.json", {"meta": {**record, **meta}, "results": rows})
     plot_comparison(out / f"{stem}.png", rows, f"{title}: {args.optimizer}, lr {args.lr:g}")
