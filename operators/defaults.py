@@ -2,8 +2,8 @@
 
 A config field that the user does not give is derived from the training grid (see
 :func:`resolve_options`); a field that is given but cannot work on the grid is refused with a
-message that says what would. The defaults come from a small sweep on Darcy flow at 16 x 16,
-32 x 32 and 64 x 64 (``docs/benchmarks/operators.md``, "Defaults from the grid"):
+message that says what would. The defaults come from runs on Darcy flow at 16 x 16, 32 x 32 and
+64 x 64 (``docs/benchmarks/operators.md``, "Settings from the grid"):
 
 ========== =============================================================================
 model      derived from the grid ``n`` (per axis)
@@ -12,8 +12,9 @@ fno        ``modes = min(12, max(1, n // 4))``; an explicit ``modes`` above ``n 
            refused (the grid holds no higher frequency).
 lsm        ``patch`` and ``levels`` such that ``patch * 2**(levels - 1)`` divides the grid
            (or pads it by at most 15%), at most 5 levels, at least 2 cells per axis on the
-           coarsest level, patch 4 where the grid allows it; ``width`` 16 below 64 points per
-           axis. An explicit pair that pads the grid by more than 1/4 per axis is refused.
+           coarsest level, patch 4 where the grid allows it; ``width`` 16 (the config's 32
+           costs 4x FNO's time per step at 64 x 64). An explicit pair that pads the grid by
+           more than 1/4 per axis is refused.
 t1         ``modes = min(24, n // 2)`` (DCT) or ``min(12, n // 4)`` (FFT, of each sign);
            ``resolution`` the grid. An explicit ``modes`` above ``n // 2`` is refused.
 deeponet   ``sensors`` the grid.
@@ -210,7 +211,7 @@ def resolve_options(
             padded = tuple(_padded(n, m) for n, m in zip(grid, multiple, strict=True))
             why = "no padding" if padded == grid else f"padded to {_grid_text(padded)}"
             derived["levels"] = derived["patch"] = f"fit a {text} grid ({why})"
-        if "width" not in given and min(grid) < 64:
+        if "width" not in given:
             options["width"] = 16
-            derived["width"] = "16 below 64 points per axis (time per step)"
+            derived["width"] = "16: a training step within 2x FNO's (32 costs 4x at 64 x 64)"
     return options, derived

@@ -82,7 +82,7 @@ def test_lsm_defaults_and_refusal_on_a_small_grid() -> None:
     # one of the two given: the other is derived
     options, derived = resolve_options("lsm", (32, 32), {"patch": 2})
     assert options["patch"] == 2 and options["levels"] == 4 and "levels" in derived
-    assert resolve_options("lsm", (64, 64), {})[0].get("width") is None  # the config's 32
+    assert resolve_options("lsm", (64, 64), {"width": 32})[0]["width"] == 32  # given: kept
 
 
 def test_default_learning_rates() -> None:
