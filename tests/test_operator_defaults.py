@@ -214,3 +214,22 @@ def test_pdebench_darcy_writer_round_trip(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match=r"expected inputs \(N, 1, H, W\)"):
         write_pdebench_darcy(tmp_path / "e.h5", a[:, :, :, None], u)
     assert not (tmp_path / "e.h5").exists()
+
+
+def test_cli_eval_refuses_lsm_on_another_grid_unless_asked(
+    darcy16: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    run = tmp_path / "lsm"
+    code = main([
+        "train", "operator", "--data", str(darcy16), "--model", "lsm", "--set", "width=8",
+        "--set", "heads=4", "--epochs", "1", "--batch-size", "8", "--train", "16", "--val", "0",
+        "--test", "8", "--out", str(run), "--no-progress",
+    ])  # fmt: skip
+    assert code == 0
+    capsys.readouterr()
+    assert main(["eval", str(run / "best.pt"), "--resolution", "8"]) == 2
+    err = capsys.readouterr().err
+    assert "trained on a 16 x 16 grid" in err and "--allow-other-grid" in err
+    with pytest.warns(GridTransferWarning, match="0.48 at 32 x 32"):
+        assert main(["eval", str(run / "best.pt"), "--resolution", "8", "--allow-other-grid"]) == 0
+    assert main(["eval", str(run / "best.pt")]) == 0  # its own grid
