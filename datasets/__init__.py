@@ -16,7 +16,7 @@ from .gallery import (
     poisson,
 )
 from .hdf5 import describe, format_description
-from .hdf5_writer import DatasetWriter, write_dataset
+from .hdf5_writer import DatasetWriter, write_dataset, write_pdebench_darcy
 from .io import (
     LinearSystem,
     load_problem,
@@ -53,6 +53,7 @@ __all__ = [
     "unit_cube_mesh",
     "unit_square_mesh",
     "write_dataset",
+    "write_pdebench_darcy",
     "write_solution",
     "write_system",
 ]

@@ -24,7 +24,7 @@ from neuralsolve.fileio import atomic_path, h5_writer
 
 from .hdf5 import AXES, FORMAT, GRID_KINDS, LAYOUT_VERSION, RESERVED_ATTRS
 
-__all__ = ["DatasetWriter", "write_dataset"]
+__all__ = ["DatasetWriter", "write_dataset", "write_pdebench_darcy"]
 
 
 def _as_array(v: Any, name: str) -> np.ndarray:
@@ -394,3 +394,64 @@ def write_dataset(
     ) as w:
         w.write(0, x, y)
     return Path(path)
+
+
+def write_pdebench_darcy(
+    path: str | os.PathLike[str],
+    inputs: Any,
+    outputs: Any,
+    *,
+    coordinates: Sequence[Any] | None = None,
+    **attrs: Any,
+) -> Path:
+    """Write 2-D steady samples in PDEBench's Darcy layout (``2D_DarcyFlow_beta*.hdf5``),
+    atomically; return the path.
+
+    The file holds ``nu`` ``(N, H, W)`` (the input, one channel), ``tensor`` ``(N, 1, H, W)``
+    (the output), and ``x-coordinate`` / ``y-coordinate`` (cell centres on the unit square
+    unless given), float32 as PDEBench stores them. It is read back by
+    :class:`~neuralsolve.datasets.H5Dataset` as the ``pdebench-darcy`` layout.
+
+    Parameters
+    ----------
+    path
+        The file to write.
+    inputs, outputs
+        ``(N, 1, H, W)`` arrays or tensors (``(N, H, W)`` is accepted for ``inputs``).
+    coordinates : (x, y), optional
+        The grid's coordinates, of lengths ``H`` and ``W``.
+    **attrs
+        Root attributes (numbers or strings), e.g. ``beta``.
+
+    Raises
+    ------
+    ValueError
+        Shapes that are not one input and one output channel on the same 2-D grid.
+    """
+    x = _as_array(inputs, "inputs")
+    y = _as_array(outputs, "outputs")
+    if x.ndim == 4 and x.shape[1] == 1:
+        x = x[:, 0]
+    if x.ndim != 3 or y.ndim != 4 or y.shape[1] != 1 or y.shape[2:] != x.shape[1:]:
+        raise ValueError(
+            f"PDEBench's Darcy layout holds one input and one output channel on a 2-D grid: "
+            f"expected inputs (N, 1, H, W) and outputs (N, 1, H, W), got {x.shape} and {y.shape}"
+        )
+    _check_same_count(x, y)
+    h, w = x.shape[1:]
+    if coordinates is None:
+        coordinates = ((np.arange(h) + 0.5) / h, (np.arange(w) + 0.5) / w)
+    cx, cy = (np.asarray(c, dtype=np.float32) for c in coordinates)
+    if cx.shape != (h,) or cy.shape != (w,):
+        raise ValueError(
+            f"coordinates must have lengths {h} and {w} (the grid), got {cx.shape} and {cy.shape}"
+        )
+    path = Path(path)
+    with atomic_path(path) as tmp, h5_writer(tmp) as f:
+        f.create_dataset("nu", data=x.astype(np.float32))
+        f.create_dataset("tensor", data=y.astype(np.float32))
+        f.create_dataset("x-coordinate", data=cx)
+        f.create_dataset("y-coordinate", data=cy)
+        for key, value in attrs.items():
+            f.attrs[key] = value
+    return path

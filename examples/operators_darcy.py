@@ -11,7 +11,9 @@ epoch, inference ms per sample, and the error on the test set sub-sampled to hal
 (models that are not resolution-invariant still run there; their number says how badly).
 
 Run: python examples/operators_darcy.py [--n 64] [--train 1000] [--test 200] [--epochs 25]
-[--optimizer adamw] [--lr 1e-3] (NEURALSOLVE_QUICK=1 for a small smoke run).
+[--optimizer adamw] [--lr 1e-3] [--seeds 3] [--batch-size 20] (NEURALSOLVE_QUICK=1 for a small
+smoke run). ``--data FILE --n N`` trains on a file of N x N samples instead (e.g. one in
+PDEBench's layout from ``examples/darcy_pdebench.py``).
 Writes operators_darcy.json / .png / .md (an optimizer other than AdamW adds its name).
 """
 
@@ -22,7 +24,8 @@ from neuralsolve.operators.comparison import comparison_parser, run_comparison
 
 def models(n: int) -> dict:
     specs = {
-        "fno": ("fno", {"modes": 12, "width": 32, "layers": 4, "padding": 0.125}),
+        # modes are derived from the grid: min(12, n // 4), 12 at 64 x 64
+        "fno": ("fno", {"width": 32, "layers": 4, "padding": 0.125}),
         "deeponet": ("deeponet", {"branch": "cnn", "width": 128, "basis": 128}),
         "lsm": ("lsm", {"width": 32, "patch": max(1, n // 16)}),
         # 32 of 64 DCT modes (24, the paper's NS setting, leave a projection floor of 0.0094
@@ -35,9 +38,11 @@ def models(n: int) -> dict:
     except ImportError:
         print("neuraloperator not installed: its FNO is left out")
     else:
-        # neuraloperator counts n_modes over both signs: 24 keeps frequencies -12..11 per axis
+        # neuraloperator counts n_modes over both signs: 24 keeps frequencies -12..11 per axis,
+        # the frequencies of our fno's derived min(12, n // 4) modes (8 at 16 x 16)
+        m = 2 * min(12, max(1, n // 4))
         specs["neuralop-fno"] = lambda: NeuralopFNO(
-            n_modes=(24, 24), in_channels=1, out_channels=1, hidden_channels=32, n_layers=4,
+            n_modes=(m, m), in_channels=1, out_channels=1, hidden_channels=32, n_layers=4,
             domain_padding=0.125,
         )  # fmt: skip
     return specs

@@ -13,6 +13,7 @@ __all__ = [
     "DeviceError",
     "FileWriteError",
     "GridStructureError",
+    "GridTransferWarning",
     "InvalidTypeError",
     "NeuralSolveWarning",
     "NonFiniteError",
@@ -82,3 +83,9 @@ class PreconditionerShiftWarning(NeuralSolveWarning):
 
 class RunLockedError(ValueError):
     """A run's output directory is in use by another live run (see :mod:`neuralsolve.runlock`)."""
+
+
+class GridTransferWarning(NeuralSolveWarning):
+    """A model tied to its training grid (LSM) was evaluated on another grid because it was
+    asked to (``allow_other_grid=True``, ``neuralsolve eval --allow-other-grid``); the message
+    gives the measured error of such a transfer."""

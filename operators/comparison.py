@@ -13,7 +13,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import os
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +27,7 @@ from neuralsolve.report import run_record, write_report
 from .training import evaluate, train_operator
 
 __all__ = [
+    "aggregate_seeds",
     "compare_operators",
     "comparison_parser",
     "format_table",
@@ -48,9 +49,10 @@ def compare_operators(
     *,
     eval_data: Mapping[str, torch.utils.data.Dataset] | None = None,
     log: Callable[[str], None] = print,
+    seeds: int = 1,
 ) -> list[dict[str, Any]]:
     """Train each model and evaluate it on ``test`` (and on each of ``eval_data``, e.g. the
-    test set at another resolution).
+    test set at another resolution), with ``seeds`` seeds each.
 
     Parameters
     ----------
@@ -59,75 +61,184 @@ def compare_operators(
         ``nn.Module`` (taking and returning ``(batch, channels, *grid)`` tensors).
     train, test : Dataset
     config : TrainerConfig
-        Shared by every model (``out_dir`` gets a sub-folder per label).
+        Shared by every model (``out_dir`` gets a sub-folder per label, and per seed).
+    seeds : int
+        Seeds ``config.seed .. config.seed + seeds - 1`` per model (initial weights and batch
+        order).
 
     Returns
     -------
     list of dict
-        Per model: ``label``, ``parameters``, ``train_s``, ``s_per_epoch``, ``final_loss``,
-        ``test_rel_l2`` (mean), ``test_rel_l2_median``, ``test_rel_l2_max``, ``ms_per_sample``
-        (inference), ``losses`` (per step), and ``rel_l2_<name>`` for ``eval_data``.
+        Per model: ``label``, ``parameters``, ``train_s``, ``s_per_epoch``, ``s_per_step``,
+        ``final_loss``, ``test_rel_l2`` (mean over the test samples), ``test_rel_l2_median``,
+        ``test_rel_l2_max``, ``ms_per_sample`` (inference), ``losses`` (per step), and
+        ``rel_l2_<name>`` for ``eval_data``. With ``seeds > 1`` each number is the mean over
+        the seeds, with ``<key>_seed_min`` / ``_seed_max`` / ``_per_seed`` beside it (see
+        :func:`aggregate_seeds`).
     """
     rows = []
-    steps_per_epoch = len(train) // config.batch_size  # type: ignore[arg-type]
     for label, spec in models.items():
-        cfg = config
-        if config.out_dir is not None:
-            cfg = dataclasses.replace(config, out_dir=str(Path(config.out_dir) / label))
-        torch.manual_seed(config.seed)
-        if callable(spec):
-            model, options = spec(), None
-        else:
-            model, options = spec[0], dict(spec[1])
-        log(f"training {label} ...")
-        operator, result = train_operator(model, train, cfg, model_options=options)
-        report = evaluate(operator, test, batch_size=config.batch_size, device=config.device)
-        epochs = result.steps / max(1, steps_per_epoch)
-        row = {
-            "label": label,
-            "parameters": report["parameters"],
-            "train_s": result.seconds,
-            "s_per_epoch": result.seconds / max(epochs, 1e-12),
-            "epochs": epochs,
-            "final_loss": result.final_loss,
-            "test_rel_l2": report["rel_l2_mean"],
-            "test_rel_l2_median": report["rel_l2_median"],
-            "test_rel_l2_max": report["rel_l2_max"],
-            "ms_per_sample": report["ms_per_sample"],
-            "losses": result.losses,
-            "stop_reason": result.stop_reason,
-        }
-        for name, data in (eval_data or {}).items():
-            try:
-                other = evaluate(operator, data, batch_size=config.batch_size, device=config.device)
-                row[f"rel_l2_{name}"] = other["rel_l2_mean"]
-            except (RuntimeError, ValueError) as exc:  # a model tied to one grid
-                row[f"rel_l2_{name}"] = None
-                row[f"error_{name}"] = str(exc).splitlines()[0]
-        log(
-            f"  {label}: test rel. L2 {row['test_rel_l2']:.4f}, {row['s_per_epoch']:.2f} s/epoch, "
-            f"{row['parameters']} parameters"
-        )
-        rows.append(row)
-    return rows
+        for k in range(seeds):
+            seed = config.seed + k
+            rows.append(_train_row(label, spec, train, test, config, seed, seeds, eval_data, log))
+    return aggregate_seeds(rows) if seeds > 1 else rows
 
 
-def format_table(rows: list[dict[str, Any]], extra: list[str] = ()) -> str:  # type: ignore[assignment]
-    """A Markdown table of the rows (columns: label, test error, parameters, times)."""
-    head = ["model", "test rel. L2 (mean)", "median", "max", *extra, "parameters", "s / epoch",
-            "inference ms / sample"]  # fmt: skip
+def _train_row(
+    label: str,
+    spec: ModelSpec,
+    train: torch.utils.data.Dataset,
+    test: torch.utils.data.Dataset,
+    config: Any,
+    seed: int,
+    seeds: int,
+    eval_data: Mapping[str, torch.utils.data.Dataset] | None,
+    log: Callable[[str], None],
+) -> dict[str, Any]:
+    import warnings
+
+    from neuralsolve.errors import GridTransferWarning
+
+    steps_per_epoch = len(train) // config.batch_size  # type: ignore[arg-type]
+    cfg = dataclasses.replace(config, seed=seed)
+    if config.out_dir is not None:
+        sub = Path(config.out_dir) / label
+        cfg = dataclasses.replace(cfg, out_dir=str(sub / f"seed{seed}" if seeds > 1 else sub))
+    torch.manual_seed(seed)
+    if callable(spec):
+        model, options = spec(), None
+    else:
+        model, options = spec[0], dict(spec[1])
+    log(f"training {label} (seed {seed}) ...")
+    operator, result = train_operator(model, train, cfg, model_options=options)
+    report = evaluate(operator, test, batch_size=config.batch_size, device=config.device)
+    epochs = result.steps / max(1, steps_per_epoch)
+    row = {
+        "label": label,
+        "seed": seed,
+        "parameters": report["parameters"],
+        "train_s": result.seconds,
+        "s_per_epoch": result.seconds / max(epochs, 1e-12),
+        "s_per_step": result.seconds / max(1, result.steps),
+        "lr": cfg.lr,
+        "epochs": epochs,
+        "final_loss": result.final_loss,
+        "test_rel_l2": report["rel_l2_mean"],
+        "test_rel_l2_median": report["rel_l2_median"],
+        "test_rel_l2_max": report["rel_l2_max"],
+        "ms_per_sample": report["ms_per_sample"],
+        "losses": result.losses,
+        "stop_reason": result.stop_reason,
+    }
+    for name, data in (eval_data or {}).items():
+        try:
+            with warnings.catch_warnings():  # measured on purpose: the number says how badly
+                warnings.simplefilter("ignore", GridTransferWarning)
+                other = evaluate(
+                    operator, data, batch_size=config.batch_size, device=config.device,
+                    allow_other_grid=True,
+                )  # fmt: skip
+            row[f"rel_l2_{name}"] = other["rel_l2_mean"]
+        except (RuntimeError, ValueError) as exc:  # a model tied to one grid
+            row[f"rel_l2_{name}"] = None
+            row[f"error_{name}"] = str(exc).splitlines()[0]
+    log(
+        f"  {label}: test rel. L2 {row['test_rel_l2']:.4f}, {row['s_per_epoch']:.2f} s/epoch, "
+        f"{row['parameters']} parameters"
+    )
+    return row
+
+
+_SPREAD_KEYS = ("test_rel_l2", "test_rel_l2_median", "test_rel_l2_max", "final_loss",
+                "train_s", "s_per_epoch", "s_per_step", "ms_per_sample")  # fmt: skip
+
+
+def aggregate_seeds(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """One row per label from rows of several seeds: each number of ``_SPREAD_KEYS`` and each
+    ``rel_l2_*`` becomes the mean over the seeds, with ``<key>_seed_min``, ``<key>_seed_max``
+    and ``<key>_per_seed`` (the per-seed values) beside it; ``losses`` are the first seed's, ``seeds``
+    lists the seeds. A value that is ``None`` for a seed (a model not evaluated on a grid)
+    makes the mean ``None``.
+
+    Examples
+    --------
+    >>> rows = aggregate_seeds([{"label": "fno", "seed": 0, "test_rel_l2": 0.1},
+    ...                         {"label": "fno", "seed": 1, "test_rel_l2": 0.3}])
+    >>> rows[0]["test_rel_l2"], rows[0]["test_rel_l2_seed_min"], rows[0]["test_rel_l2_seed_max"]
+    (0.2, 0.1, 0.3)
+    """
+    import math
+
+    groups: dict[str, list[dict[str, Any]]] = {}
+    for r in rows:
+        groups.setdefault(r["label"], []).append(r)
+    out = []
+    for group in groups.values():
+        row = dict(group[0])
+        row["seeds"] = [r.get("seed") for r in group]
+        keys = [k for k in group[0] if k in _SPREAD_KEYS or k.startswith("rel_l2_")]
+        for key in keys:
+            values = [r.get(key) for r in group]
+            finite = [v for v in values if isinstance(v, int | float) and math.isfinite(v)]
+            ok = len(finite) == len(values)
+            row[key] = sum(finite) / len(finite) if ok else None
+            row[f"{key}_seed_min"] = min(finite) if ok else None
+            row[f"{key}_seed_max"] = max(finite) if ok else None
+            row[f"{key}_per_seed"] = values
+        out.append(row)
+    return out
+
+
+def format_table(
+    rows: list[dict[str, Any]], extra: Sequence[str] = (), *, spread: bool = False
+) -> str:
+    """A Markdown table of the rows (columns: label, test error, parameters, times).
+
+    With ``spread`` (rows from :func:`aggregate_seeds`) the errors are written as
+    ``mean (min-max)`` over the seeds, and the time per step is added.
+    """
+
+    def cell(r: dict[str, Any], key: str, fmt: str = ".4f") -> str:
+        value = r.get(key)
+        if value is None:
+            return "-"
+        text = format(value, fmt)
+        if spread and r.get(f"{key}_seed_min") is not None and len(r.get("seeds", [])) > 1:
+            text += f" ({r[f'{key}_seed_min']:{fmt}}-{r[f'{key}_seed_max']:{fmt}})"
+        return text
+
+    if spread:
+        head = ["model", "seeds", "test rel. L2 mean (min-max over seeds)", "max over samples",
+                *[f"at {k.removeprefix('rel_l2_')}" for k in extra], "parameters", "s / step",
+                "s / epoch", "lr"]  # fmt: skip
+    else:
+        head = ["model", "test rel. L2 (mean)", "median", "max", *extra, "parameters",
+                "s / epoch", "inference ms / sample"]  # fmt: skip
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for r in rows:
-        cells = [
-            r["label"],
-            f"{r['test_rel_l2']:.4f}",
-            f"{r['test_rel_l2_median']:.4f}",
-            f"{r['test_rel_l2_max']:.4f}",
-            *[("-" if r.get(k) is None else f"{r[k]:.4f}") for k in extra],
-            f"{r['parameters']:,}",
-            f"{r['s_per_epoch']:.2f}",
-            f"{r['ms_per_sample']:.3f}",
-        ]
+        if spread:
+            cells = [
+                r["label"],
+                str(len(r.get("seeds", [r.get("seed")]))),
+                cell(r, "test_rel_l2"),
+                cell(r, "test_rel_l2_max"),
+                *[cell(r, k) for k in extra],
+                f"{r['parameters']:,}",
+                f"{r['s_per_step']:.3f}",
+                f"{r['s_per_epoch']:.2f}",
+                "-" if r.get("lr") is None else f"{r['lr']:g}",
+            ]
+        else:
+            cells = [
+                r["label"],
+                f"{r['test_rel_l2']:.4f}",
+                f"{r['test_rel_l2_median']:.4f}",
+                f"{r['test_rel_l2_max']:.4f}",
+                *[("-" if r.get(k) is None else f"{r[k]:.4f}") for k in extra],
+                f"{r['parameters']:,}",
+                f"{r['s_per_epoch']:.2f}",
+                f"{r['ms_per_sample']:.3f}",
+            ]
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
@@ -150,10 +261,15 @@ def plot_comparison(path: str | Path, rows: list[dict[str, Any]], title: str) ->
         (line,) = axes[0].semilogy(epochs, losses, label=r["label"], lw=1)
         axes[1].semilogy(seconds, losses, color=line.get_color(), lw=1)
         axes[2].scatter(r["s_per_epoch"], r["test_rel_l2"], color=line.get_color(), s=40)
+        if r.get("test_rel_l2_seed_min") is not None:  # the min-max over seeds
+            low = r["test_rel_l2"] - r["test_rel_l2_seed_min"]
+            high = r["test_rel_l2_seed_max"] - r["test_rel_l2"]
+            axes[2].errorbar(r["s_per_epoch"], r["test_rel_l2"], yerr=[[low], [high]],
+                             color=line.get_color(), capsize=3)  # fmt: skip
         axes[2].annotate(r["label"], (r["s_per_epoch"], r["test_rel_l2"]), fontsize=8)
     axes[0].set(xlabel="epoch", ylabel="training loss (relative L2)", title=title)
     axes[1].set(xlabel="seconds", ylabel="training loss")
-    axes[2].set(xlabel="seconds per epoch", ylabel="test relative L2", xscale="log",
+    axes[2].set(xlabel="seconds per epoch", ylabel="test relative L2 (min-max over seeds)", xscale="log",
                 yscale="log", title="error vs cost")  # fmt: skip
     for axis in (axes[2].xaxis, axes[2].yaxis):  # plain numbers at 1, 2, 5 x 10^k
         axis.set_major_locator(matplotlib.ticker.LogLocator(subs=(1.0, 2.0, 5.0)))
@@ -212,11 +328,22 @@ def comparison_parser(
         "--lr", type=positive_float, default=DEFAULT_LR,
         help="learning rate, the same for every model",
     )  # fmt: skip
+    parser.add_argument(
+        "--seeds", type=int, default=1 if quick else 3,
+        help="seeds per model (0, 1, ...); the table gives the mean and min-max over them",
+    )  # fmt: skip
     parser.add_argument("--threads", type=int, default=2, help="torch.set_num_threads")
     parser.add_argument(
         "--out", default="bench-out/operators", help="output folder (data cached there)"
     )
     parser.add_argument("--models", help="comma-separated subset (default: all)")
+    parser.add_argument(
+        "--data", help="train and test on this HDF5 file (ours or PDEBench) instead of generated "
+        "data: the first --train samples train, the next --test test",
+    )  # fmt: skip
+    parser.add_argument(
+        "--batch-size", type=int, default=None, help="(default: 20; 10 under NEURALSOLVE_QUICK)"
+    )
     return parser
 
 
@@ -252,21 +379,31 @@ def run_comparison(
     samples = args.train + args.test
     options = dict(generator_options or {})
     variant = "".join(f"_{key}{value:g}" for key, value in sorted(options.items()))
-    data = out / f"{problem}{args.n}_{samples}{variant}.h5"
-    if not data.exists():
-        generate(problem, n=args.n, samples=samples, seed=0, out=data, **options)
+    if getattr(args, "data", None):
+        data = Path(args.data)
+    else:
+        data = out / f"{problem}{args.n}_{samples}{variant}.h5"
+        if not data.exists():
+            generate(problem, n=args.n, samples=samples, seed=0, out=data, **options)
     train = H5Dataset(data, range(args.train))
     test = H5Dataset(data, range(args.train, samples))
     eval_data = {}
     if half_grid:
-        eval_data["half_grid"] = H5Dataset(data, range(args.train, samples), resolution=args.n // 2)
+        grid = test[0][0].shape[1:]
+        eval_data["half_grid"] = H5Dataset(
+            data, range(args.train, samples), resolution=grid[0] // 2
+        )
     config = TrainerConfig(
         optimizer=args.optimizer, optimizer_options={"weight_decay": 1e-4}, lr=args.lr,
-        schedule="cosine", epochs=args.epochs, batch_size=10 if quick_run() else 20, seed=0,
+        schedule="cosine", epochs=args.epochs, seed=0,
+        batch_size=args.batch_size or (10 if quick_run() else 20),
         progress=None, log_every=10,
     )  # fmt: skip
-    rows = compare_operators(specs, train, test, config, eval_data=eval_data)
+    if args.seeds < 1:
+        raise SystemExit(f"--seeds must be at least 1, got {args.seeds}")
+    rows = compare_operators(specs, train, test, config, eval_data=eval_data, seeds=args.seeds)
     meta = {"problem": title, "train": args.train, "test": args.test, "epochs": args.epochs,
+            "seeds": args.seeds,
             "data": str(data), "generator_options": options,
             "trainer": dict(vars(config))}  # fmt: skip
     stem = f"operators_{problem}{variant}"
@@ -275,10 +412,12 @@ def run_comparison(
         stem += f"_{args.optimizer}"
     if args.lr != DEFAULT_LR:
         stem += f"_lr{args.lr:g}"
+    if getattr(args, "data", None):
+        stem += f"_{Path(args.data).stem}"
     record = run_record(device=config.device)
     write_report(out / f"{stem}.json", {"meta": {**record, **meta}, "results": rows})
     plot_comparison(out / f"{stem}.png", rows, f"{title}: {args.optimizer}, lr {args.lr:g}")
-    table = format_table(rows, extra=[f"rel_l2_{k}" for k in eval_data])
+    table = format_table(rows, extra=[f"rel_l2_{k}" for k in eval_data], spread=args.seeds > 1)
     with atomic_path(out / f"{stem}.md") as tmp:
         tmp.write_text(table + "\n")
     print(table)

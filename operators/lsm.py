@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -163,27 +164,72 @@ class NeuralSpectralBlock(nn.Module):
             "frequencies", torch.arange(basis, dtype=torch.float32) * math.pi / basis
         )
 
-    def _heads(self, t: torch.Tensor) -> torch.Tensor:  # (B, C, P) -> (B, h, P, C/h)
-        B, C, P = t.shape
-        return t.view(B, self.heads, C // self.heads, P).transpose(2, 3)
-
     def forward(self, x: torch.Tensor) -> torch.Tensor:  # (b, C, *grid)
+        # The attention of a patch is over a few pixels (P) and tokens (T): products and sums
+        # over broadcast axes, not batched matmuls of tiny matrices (which cost a GEMM call each
+        # on a CPU). Layout (B, h, dh, P) / (B, h, dh, T), B = batch x patches.
         b, C = x.shape[:2]
+        h = self.heads
         kv, counts = _patchify(self.to_kv(x), self.patch)  # (B, 2C, P)
-        k, v = self._heads(kv[:, :C]), self._heads(kv[:, C:])
-        q = self.latent.to(x.dtype)
-        z = torch.softmax(q @ k.transpose(-1, -2), dim=-1) @ v + q  # (B, h, T, C/h)
-        B, h, T, dh = z.shape
-        z = z.transpose(1, 2).reshape(B, T, C)
-        angles = z[..., None] * self.frequencies.to(x.dtype)  # (B, T, C, K)
-        phi = torch.cat([torch.sin(angles), torch.cos(angles)], dim=-1)
-        z = torch.einsum("btcj,cj->btc", phi, self.weight) + z
-        z = z.view(B, T, h, dh).transpose(1, 2)  # (B, h, T, C/h)
+        B, _, P = kv.shape
+        k = kv[:, :C].reshape(B, h, C // h, P)
+        v = kv[:, C:].reshape(B, h, C // h, P)
+        q = self.latent.to(x.dtype)  # (h, T, dh)
+        scores = torch.einsum("htd,bhdp->bhtp", q, k)  # one matmul per head
+        attn = torch.softmax(scores, dim=-1)  # (B, h, T, P)
+        z = (attn.unsqueeze(2) * v.unsqueeze(3)).sum(-1) + q.transpose(1, 2)  # (B, h, dh, T)
+        T = z.shape[-1]
+        z = _SpectralUpdate.apply(z.reshape(B, C, T), self.weight, self.frequencies.to(x.dtype))
+        z = z.view(B, h, C // h, T)
         pq, _ = _patchify(self.to_q(x), self.patch)
-        pq = self._heads(pq)  # (B, h, P, C/h)
-        out = torch.softmax(pq @ z.transpose(-1, -2), dim=-1) @ z  # (B, h, P, C/h)
-        out = out.transpose(2, 3).reshape(B, C, -1)
-        return x + _unpatchify(out, b, counts, self.patch)
+        pq = pq.view(B, h, C // h, P)
+        scores = (pq.unsqueeze(3) * z.unsqueeze(4)).sum(2)  # (B, h, T, P)
+        attn = torch.softmax(scores, dim=2)  # each pixel over the tokens
+        out = (attn.unsqueeze(2) * z.unsqueeze(4)).sum(3)  # (B, h, dh, P)
+        return x + _unpatchify(out.reshape(B, C, P), b, counts, self.patch)
+
+
+class _SpectralUpdate(torch.autograd.Function):
+    """``z + sum_k W[c, k] sin(w_k z) + W[c, K + k] cos(w_k z)`` for ``z`` of shape
+    ``(B, C, T)``, without keeping the ``(B, C, T, 2K)`` basis values for the backward pass.
+
+    The forward accumulates one frequency at a time; the backward recomputes the sines and
+    cosines from ``z``. Its products are differentiable operations on the saved inputs, so
+    second derivatives (AdaHessian, Sophia-H) still work.
+    """
+
+    @staticmethod
+    def forward(
+        ctx: Any, z: torch.Tensor, weight: torch.Tensor, freqs: torch.Tensor
+    ) -> torch.Tensor:
+        ctx.save_for_backward(z, weight, freqs)
+        return _spectral_update(z, weight, freqs)
+
+    @staticmethod
+    def backward(ctx: Any, grad: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, None]:
+        z, weight, freqs = ctx.saved_tensors
+        K = freqs.shape[0]
+        w = weight.to(z.dtype)
+        grad_z = grad.clone()
+        grad_w = []
+        for j in range(K):
+            angle = z * freqs[j]
+            sin, cos = torch.sin(angle), torch.cos(angle)
+            ws, wc = w[:, j, None], w[:, K + j, None]  # (C, 1)
+            grad_z = grad_z + grad * (freqs[j] * (ws * cos - wc * sin))
+            grad_w.append(((grad * sin).sum((0, 2)), (grad * cos).sum((0, 2))))
+        gw = torch.stack([g[0] for g in grad_w] + [g[1] for g in grad_w], dim=1)
+        return grad_z, gw.to(weight.dtype), None
+
+
+def _spectral_update(z: torch.Tensor, weight: torch.Tensor, freqs: torch.Tensor) -> torch.Tensor:
+    K = freqs.shape[0]
+    w = weight.to(z.dtype)
+    out = z
+    for j in range(K):
+        angle = z * freqs[j]
+        out = out + w[:, j, None] * torch.sin(angle) + w[:, K + j, None] * torch.cos(angle)
+    return out
 
 
 @register("lsm", LSMConfig)

@@ -14,7 +14,8 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Sequence
+import warnings
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +29,7 @@ from neuralsolve.errors import DataFormatError
 from neuralsolve.fileio import atomic_path
 
 from .base import MODELS, config_dict, create
+from .defaults import GRID_BOUND_TRANSFER, resolve_options
 from .t1 import T1, spectral_relative_l2
 
 __all__ = [
@@ -91,17 +93,6 @@ def _fit_normalizers(train: Any, normalize: bool) -> tuple[nn.Module, nn.Module]
     return Normalizer.fit(train, "input"), Normalizer.fit(train, "output")
 
 
-def _default_options(name: str, grid: tuple[int, ...], options: dict[str, Any]) -> dict[str, Any]:
-    """Model settings that follow from the data unless given: T1's ``resolution`` (its vp
-    init) and DeepONet's sensor grid."""
-    options = dict(options)
-    if name == "t1":
-        options.setdefault("resolution", grid)
-    if name == "deeponet":
-        options.setdefault("sensors", grid)
-    return options
-
-
 def _data_record(dataset: Any) -> dict[str, Any]:
     record: dict[str, Any] = {}
     for key in ("layout", "input_step", "output_step"):
@@ -125,6 +116,7 @@ def train_operator(
     normalize: bool = True,
     splits: dict[str, Sequence[int]] | None = None,
     resume: bool | str | Path = False,
+    log: Callable[[str], None] | None = None,
 ) -> tuple[NormalizedOperator, Any]:
     """Train a neural operator on ``(input, output)`` samples.
 
@@ -142,7 +134,11 @@ def train_operator(
         Evaluated every ``config.eval_every`` steps (and at the end); its mean relative L2
         (``val_rel_l2``) picks ``best.pt``. Without it ``best.pt`` is the final model.
     model_options : dict, optional
-        Config fields for a model given by name.
+        Config fields for a model given by name. Fields left out that depend on the grid
+        (FNO's and T1's modes, LSM's levels, patch and width, DeepONet's sensors, T1's
+        resolution) are derived from the training grid by
+        :func:`~neuralsolve.operators.defaults.resolve_options`; a given field that cannot work
+        on the grid raises a ``ValueError`` saying what would.
     loss : {"l2", "spectral"}
         Relative L2 in physical space, or on DCT coefficients (T1 only; same value by
         Parseval, without the inverse transform).
@@ -152,10 +148,15 @@ def train_operator(
         Index lists stored in the checkpoint (``neuralsolve eval`` uses ``"test"``).
     resume : bool or path
         As :meth:`Trainer.fit`.
+    log : callable, optional
+        Receives one line with the resolved model config and training settings before
+        training starts (the CLI prints it); also recorded in the checkpoint's
+        ``metadata["resolved"]``.
 
     Returns
     -------
     (NormalizedOperator, TrainResult)
+        The operator carries ``metadata`` (what its checkpoint records).
     """
     from neuralsolve.optim import Trainer
 
@@ -164,7 +165,7 @@ def train_operator(
     if isinstance(model, str):
         if model not in MODELS:
             raise ValueError(f"unknown model {model!r}; available: {', '.join(sorted(MODELS))}")
-        options = _default_options(model, grid, model_options or {})
+        options, derived = resolve_options(model, grid, model_options or {})
         options.setdefault("in_channels", int(a0.shape[0]))
         options.setdefault("out_channels", int(u0.shape[0]))
         options.setdefault("dim", len(grid))
@@ -173,7 +174,7 @@ def train_operator(
     elif model_options:
         raise ValueError("model_options apply only to a model given by name")
     else:
-        net = model
+        net, derived = model, {}
     input_norm, output_norm = _fit_normalizers(train, normalize)
     operator = NormalizedOperator(net, input_norm, output_norm, loss=loss)
     metadata = {
@@ -181,7 +182,10 @@ def train_operator(
         "loss": loss,
         "data": _data_record(train),
         "splits": {k: [int(i) for i in v] for k, v in (splits or {}).items()},
+        "resolved": _resolved_record(net, grid, model_options or {}, derived, config),
     }
+    if log is not None:
+        log(format_resolved(metadata["resolved"]))
 
     def loss_fn(m: nn.Module, batch: Any) -> torch.Tensor:
         a, u = batch
@@ -204,7 +208,60 @@ def train_operator(
             kind="model",
         )
     operator.eval()
+    operator.metadata = metadata  # type: ignore[assignment]
     return operator, result
+
+
+_TRAINER_FIELDS = ("optimizer", "lr", "batch_size", "epochs", "schedule", "seed", "dtype")
+
+
+def _resolved_record(
+    net: nn.Module,
+    grid: tuple[int, ...],
+    given: dict[str, Any],
+    derived: dict[str, str],
+    config: Any,
+) -> dict[str, Any]:
+    """What the run trains with: the model's full config, which fields were derived from the
+    grid and why, and the Trainer settings that shape the result."""
+    info = config_dict(net)
+    return {
+        "model": info.get("name") or info.get("class"),
+        "grid": list(grid),
+        "config": info.get("config"),
+        "given": {k: given[k] for k in sorted(given)},
+        "derived": derived,
+        "trainer": {k: getattr(config, k) for k in _TRAINER_FIELDS if hasattr(config, k)}
+        | {"weight_decay": (getattr(config, "optimizer_options", None) or {}).get("weight_decay")},
+    }
+
+
+def format_resolved(record: dict[str, Any]) -> str:
+    """One line per part of a resolved-config record (``metadata["resolved"]``)."""
+    config = record.get("config") or {}
+    skip = {"in_channels", "out_channels", "dim"}
+    fields = ", ".join(
+        f"{k}={_short(v)}" + ("*" if k in record.get("derived", {}) else "")
+        for k, v in config.items()
+        if k not in skip
+    )
+    trainer = ", ".join(f"{k}={_short(v)}" for k, v in record.get("trainer", {}).items())
+    grid = " x ".join(map(str, record.get("grid", [])))
+    lines = [f"{record.get('model')} on a {grid} grid: {fields}"]
+    if record.get("derived"):
+        lines.append(
+            "  * derived: " + "; ".join(f"{k}: {why}" for k, why in record["derived"].items())
+        )
+    lines.append(f"  training: {trainer}")
+    return "\n".join(lines)
+
+
+def _short(value: Any) -> str:
+    if isinstance(value, list | tuple) and len(set(value)) == 1:
+        return repr(value[0])
+    if isinstance(value, float):
+        return f"{value:g}"
+    return repr(value) if isinstance(value, str) else str(value)
 
 
 def _check_resumable(resume: bool | str | Path, config: Any, operator: dict[str, Any]) -> None:
@@ -314,8 +371,22 @@ def evaluate(
     *,
     batch_size: int = 32,
     device: Any = "cpu",
+    allow_other_grid: bool = False,
 ) -> dict[str, Any]:
     """Relative L2 error per sample and inference throughput.
+
+    Parameters
+    ----------
+    model : path or nn.Module
+        A checkpoint of :func:`train_operator`, or the operator it returned.
+    data : Dataset
+        ``(a, u)`` samples.
+    batch_size : int
+    device : torch device
+    allow_other_grid : bool
+        Evaluate a model that is tied to its training grid (LSM) on another grid anyway, with
+        a :class:`~neuralsolve.errors.GridTransferWarning` giving the measured transfer
+        error. Without it such an evaluation raises.
 
     Returns
     -------
@@ -325,11 +396,12 @@ def evaluate(
         ``samples_per_s``, ``parameters``, ``errors`` (the per-sample list).
     """
     operator = load_operator(model) if isinstance(model, str | Path) else model
+    a0, _ = data[0]
+    _check_grid_transfer(operator, tuple(a0.shape[1:]), allow_other_grid)
     operator = operator.to(device).eval()
     timing: list[float] = []
     errors = _errors(operator, data, batch_size=batch_size, device=device, timing=timing)
     seconds = float(sum(timing))
-    a0, _ = data[0]
     return {
         "rel_l2_mean": float(errors.mean()),
         "rel_l2_median": float(np.median(errors)),
@@ -343,6 +415,36 @@ def evaluate(
         "parameters": sum(p.numel() * (2 if p.is_complex() else 1) for p in operator.parameters()),
         "errors": errors.tolist(),
     }
+
+
+def trained_grid(operator: nn.Module) -> tuple[str | None, tuple[int, ...] | None]:
+    """The registered name of ``operator``'s network and the grid it was trained on, from the
+    ``metadata`` that :func:`train_operator` and :func:`load_operator` attach (``None`` where
+    unknown)."""
+    meta = getattr(operator, "metadata", None) or {}
+    name = (meta.get("operator") or {}).get("name")
+    grid = (meta.get("resolved") or {}).get("grid") or (meta.get("data") or {}).get("grid")
+    return name, (tuple(int(n) for n in grid) if grid else None)
+
+
+def _check_grid_transfer(operator: nn.Module, grid: tuple[int, ...], allow: bool) -> None:
+    name, trained = trained_grid(operator)
+    if name not in GRID_BOUND_TRANSFER or trained is None or tuple(grid) == trained:
+        return
+    text = (
+        f"{name} was trained on a {' x '.join(map(str, trained))} grid and is evaluated on "
+        f"{' x '.join(map(str, grid))}, and it does not transfer across resolutions: "
+        f"{GRID_BOUND_TRANSFER[name]}"
+    )
+    if not allow:
+        raise ValueError(
+            f"{text}. Evaluate it on its training grid (--resolution "
+            f"{trained[0]}), use a resolution-invariant model (fno, t1), or pass "
+            "allow_other_grid=True (--allow-other-grid) to evaluate anyway"
+        )
+    from neuralsolve.errors import GridTransferWarning
+
+    warnings.warn(text, GridTransferWarning, stacklevel=3)
 
 
 @torch.no_grad()

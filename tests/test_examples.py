@@ -18,6 +18,7 @@ SLOW_EXAMPLES = {
     "operators_burgers",
     "operators_darcy",
     "operators_navier_stokes",
+    "operators_timing",
     "optimizers_compare",
 }
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import os
 import sys
 from pathlib import Path
 from typing import Any
@@ -33,6 +34,15 @@ examples:
   neuralsolve train operator --data darcy64.h5 --model t1 --loss spectral --optimizer adamw --lr 1e-3
   neuralsolve train operator --data darcy64.h5 --model lsm --out runs/lsm --resume
   torchrun --nproc-per-node 2 -m neuralsolve.cli train operator --data darcy64.h5 --model fno --out runs/fno
+  neuralsolve train operator --data darcy16.h5 --model fno --seeds 3 --test-data darcy32.h5
+  neuralsolve train operator --data darcy16.h5 --model fno,lsm,t1,deeponet --epochs 50 --out runs/cmp
+
+Model fields left out are derived from the training grid (FNO's and T1's modes, LSM's levels,
+patch and width, DeepONet's sensors) and the learning rate from the model; the resolved config
+is printed before training and recorded in the checkpoint (and summary.json). A field given
+with --set that cannot work on the grid is refused with what would. With --seeds K or several
+models, each run goes to OUT/MODEL/seedS and OUT/comparison.{json,md,png} holds the mean and
+min-max over the seeds for each model.
 
 The split is by index: the first samples train, then validation, then test (--train/--val/--test:
 counts, or fractions below 1). best.pt is the model with the lowest validation error (the last
@@ -108,12 +118,23 @@ def add_train_operator_parser(tsub: Any) -> None:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     o.add_argument("--data", help="HDF5 dataset (ours or PDEBench)")
-    o.add_argument("--model", default="fno", help="deeponet, fno, lsm or t1 (default: fno)")
+    o.add_argument(
+        "--model",
+        default="fno",
+        help="deeponet, fno, lsm or t1, or several comma-separated (fno,lsm,t1,deeponet): each "
+        "is trained on the same split and budget, and OUT/comparison.{json,md,png} compares "
+        "them (default: fno)",
+    )
     o.add_argument("--list-config", metavar="MODEL", help="print MODEL's config fields and exit")
     o.add_argument("--epochs", type=int, default=100, help="epochs (default: 100)")
     o.add_argument("--batch-size", type=int, default=20, help="global batch size (default: 20)")
     o.add_argument("--optimizer", default="adamw", help="a neuralsolve.optim name (default: adamw)")
-    o.add_argument("--lr", type=float, default=1e-3, help="learning rate (default: 1e-3)")
+    o.add_argument(
+        "--lr",
+        type=float,
+        default=None,
+        help="learning rate (default: the model's: fno 3e-3, lsm 1e-3, t1 3e-3, deeponet 1e-3)",
+    )
     o.add_argument("--weight-decay", type=float, default=1e-4, help="(default: 1e-4)")
     o.add_argument(
         "--schedule", default="cosine", help="linear, cosine, wsd or constant (default: cosine)"
@@ -130,7 +151,27 @@ def add_train_operator_parser(tsub: Any) -> None:
     o.add_argument("--output-step", type=int, default=-1, help="time-series files: target frame")
     o.add_argument("--out", default=None, help="run directory (default: runs/MODEL)")
     o.add_argument("--resume", action="store_true", help="continue from OUT/last.pt")
-    o.add_argument("--seed", type=int, default=0, help="(default: 0)")
+    o.add_argument("--seed", type=int, default=0, help="first seed (default: 0)")
+    o.add_argument(
+        "--seeds",
+        type=int,
+        default=1,
+        help="train with seeds SEED .. SEED+K-1 (OUT/seedS each) and report the mean and "
+        "min-max of the test error over them (default: 1)",
+    )
+    o.add_argument(
+        "--test-data",
+        action="append",
+        metavar="FILE",
+        help="also evaluate on the test samples of FILE (the same samples as --data on another "
+        "grid, e.g. 32 x 32 for a model trained at 16 x 16); repeatable",
+    )
+    o.add_argument(
+        "--allow-other-grid",
+        action="store_true",
+        help="evaluate a model tied to its training grid (lsm) on --test-data at another grid "
+        "anyway (it warns with the measured transfer error)",
+    )
     o.add_argument("--device", default="cpu", help="torch device (default: cpu)")
     o.add_argument("--dtype", default="float32", choices=["float32", "float64"])
     o.add_argument("--workers", type=int, default=0, help="DataLoader workers (default: 0)")
@@ -153,6 +194,11 @@ def add_eval_parser(sub: Any) -> None:
     e.add_argument("--split", default="test", choices=["test", "val", "train", "all"])
     e.add_argument("--resolution", type=int, help="evaluate on a sub-sampled grid")
     e.add_argument("--batch-size", type=int, default=32, help="(default: 32)")
+    e.add_argument(
+        "--allow-other-grid",
+        action="store_true",
+        help="evaluate a model tied to its training grid (lsm) at another --resolution anyway",
+    )
     e.add_argument("--device", default="cpu", help="torch device (default: cpu)")
     e.add_argument("--json", action="store_true", help="print JSON and write OUT_DIR/eval.json")
     e.add_argument("--plot", action="store_true", help="write OUT_DIR/eval.png")
@@ -213,8 +259,7 @@ def _split_datasets(path: str, args: argparse.Namespace) -> tuple[Any, Any, Any,
 def _cmd_train_operator(args: argparse.Namespace) -> int:
     import dataclasses
 
-    from neuralsolve.operators import MODELS, evaluate, train_operator
-    from neuralsolve.optim import TrainerConfig
+    from neuralsolve.operators import MODELS
 
     if args.list_config:
         if args.list_config not in MODELS:
@@ -229,104 +274,275 @@ def _cmd_train_operator(args: argparse.Namespace) -> int:
         return 0
     if not args.data:
         raise ValueError("--data is required: an HDF5 dataset (make one with `neuralsolve data`)")
-    if args.model not in MODELS:
-        raise ValueError(f"unknown model {args.model!r}; available: {', '.join(sorted(MODELS))}")
+    models = [m.strip() for m in args.model.split(",") if m.strip()]
+    unknown = [m for m in models if m not in MODELS]
+    if unknown or not models:
+        raise ValueError(
+            f"unknown model(s) {unknown or [args.model]}; available: {', '.join(sorted(MODELS))} "
+            "(several: --model fno,lsm)"
+        )
+    if len(set(models)) != len(models):
+        raise ValueError(f"--model names a model twice: {args.model!r}")
+    if args.seeds < 1:
+        raise ValueError(f"--seeds must be at least 1, got {args.seeds}")
+    compare = len(models) > 1 or args.seeds > 1
+    if compare and args.resume:
+        raise ValueError("--resume continues one run: use it with one --model and --seeds 1")
+    if compare and os.environ.get("WORLD_SIZE", "1") != "1":
+        raise ValueError(
+            "several models or seeds run one after another in one process: launch them without "
+            "torchrun, or run one model and seed per torchrun launch"
+        )
     set_threads(args)
     settings = parse_assignments(args.set)
     trainer_settings = {
         k[len("trainer.") :]: v for k, v in settings.items() if k.startswith("trainer.")
     }
     model_options = {k: v for k, v in settings.items() if not k.startswith("trainer.")}
+    from neuralsolve.optim import TrainerConfig
+
     valid = {f.name for f in dataclasses.fields(TrainerConfig)}
     unknown = sorted(set(trainer_settings) - valid)
     if unknown:
         raise TypeError(f"unknown Trainer field(s) {unknown}; valid: {', '.join(sorted(valid))}")
+    if len(models) > 1 and model_options:
+        raise ValueError(
+            f"--set {', '.join(sorted(model_options))} is a model field, and --model names "
+            f"several models ({', '.join(models)}): compare them with their defaults, or train "
+            "one model with --set"
+        )
     train, val, test, splits = _split_datasets(args.data, args)
-    out = Path(args.out or f"runs/{args.model}")
+    extra_tests = _extra_tests(args, splits)
+    out = Path(args.out or ("runs/" + "-".join(models) if len(models) > 1 else f"runs/{models[0]}"))
+    runs: list[dict[str, Any]] = []
     # one run per directory: the lock covers training, the test evaluation and summary.json
     # (rank 0 only: the other ranks of a torchrun launch write nothing)
     with rank_zero_lock(out):
-        steps_per_epoch = max(1, len(train) // args.batch_size)
-        options: dict[str, Any] = {
-            "optimizer": args.optimizer,
-            "optimizer_options": {"weight_decay": args.weight_decay} if args.weight_decay else {},
-            "lr": args.lr,
-            "schedule": args.schedule,
-            "epochs": args.epochs,
-            "batch_size": args.batch_size,
-            "device": args.device,
-            "dtype": args.dtype,
-            "seed": args.seed,
-            "out_dir": str(out),
-            "eval_every": steps_per_epoch if val is not None else 0,
-            "checkpoint_every": steps_per_epoch,
-            "log_every": max(1, steps_per_epoch // 5),
-            "num_workers": args.workers,
-            "progress": False if args.no_progress else None,
-        }
-        options.update(trainer_settings)
-        config = TrainerConfig(**options)
-        _, result = train_operator(
-            args.model,
-            train,
-            config,
-            val=val,
-            model_options=model_options,
-            loss=args.loss,
-            splits={k: v.tolist() for k, v in splits.items()},
-            resume=args.resume,
-        )
-        import torch.distributed as dist
+        for model in models:
+            for k in range(args.seeds):
+                seed = args.seed + k
+                run_dir = out / model if len(models) > 1 else out
+                if args.seeds > 1:
+                    run_dir = run_dir / f"seed{seed}"
+                if compare:
+                    print(f"== {model}, seed {seed} -> {run_dir}", flush=True)
+                record = _train_one(
+                    args, model, seed, run_dir, model_options, trainer_settings,
+                    (train, val, test, splits, extra_tests),
+                )  # fmt: skip
+                if record is None:  # a torchrun rank other than 0
+                    return 0
+                runs.append(record)
+                if record["error"] is not None:
+                    print(
+                        f"neuralsolve train operator: error: {record['error']} (after "
+                        f"{record['steps']} steps; wrote {run_dir / 'summary.json'})",
+                        file=sys.stderr,
+                    )
+                    return 1
+                print(_run_line(record, run_dir), flush=True)
+        if compare:
+            _write_comparison(out, runs, args, extra_tests)
+    return 0
 
-        from neuralsolve.optim import close_distributed
 
-        if dist.is_initialized():
-            # every rank closes the group together before rank 0 evaluates alone
-            rank = dist.get_rank()
-            close_distributed()
-            if rank != 0:
-                return 0
-        best = out / "best.pt"
-        failure = result.stop_reason if result.stop_reason.startswith("non-finite") else None
-        report: dict[str, Any] = {"rel_l2_mean": None, "rel_l2_max": None, "parameters": None}
-        if best.exists():
-            report = evaluate(best, test, batch_size=args.batch_size, device=args.device)
-            test_errors = (report["rel_l2_mean"], report["rel_l2_max"])
-            if failure is None and not all(math.isfinite(v) for v in test_errors):
-                failure = (
-                    f"non-finite test error (mean {report['rel_l2_mean']}, max "
-                    f"{report['rel_l2_max']}): a test sample may hold NaN or infinite values"
-                )
-        summary = {
-            "model": args.model,
-            "steps": result.steps,
-            "stop_reason": result.stop_reason,
-            "error": failure,
-            "train_seconds": result.seconds,
-            "seconds_per_epoch": result.seconds / max(1, result.steps / steps_per_epoch),
-            "final_loss": result.final_loss,
-            "val": result.eval,
-            "test_rel_l2_mean": report["rel_l2_mean"],
-            "test_rel_l2_max": report["rel_l2_max"],
-            "parameters": report["parameters"],
-            "samples": {k: len(v) for k, v in splits.items()},
-        }
-        write_report(
-            out / "summary.json", {"meta": run_record(device=args.device), **summary}, indent=2
-        )
-        if failure is not None:
-            print(
-                f"neuralsolve train operator: error: {failure} (after {result.steps} steps; "
-                f"wrote {out / 'summary.json'})",
-                file=sys.stderr,
+def _extra_tests(args: argparse.Namespace, splits: dict) -> dict[str, Any]:
+    """``--test-data`` files: the same test samples (by index) in another file, e.g. the same
+    set on a finer grid; named by their grid."""
+    from neuralsolve.datasets.operator_data import H5Dataset
+
+    extra: dict[str, Any] = {}
+    for path in args.test_data or []:
+        full = H5Dataset(path, input_step=args.input_step, output_step=args.output_step)
+        test_idx = splits["test"]
+        if len(test_idx) and int(max(test_idx)) >= len(full):
+            raise ValueError(
+                f"--test-data {path!r} has {len(full)} samples, but the test split reaches "
+                f"sample {int(max(test_idx))}: it must hold the same samples as --data, in order"
             )
-            return 1
-        print(
-            f"{args.model}: {result.steps} steps in {result.seconds:.1f} s ({result.stop_reason}); "
-            f"test rel. L2 mean {report['rel_l2_mean']:.4g}, max {report['rel_l2_max']:.4g} "
-            f"on {report['samples']} samples; wrote {best}, {out / 'summary.json'}"
-        )
-        return 0
+        data = H5Dataset(path, test_idx, input_step=args.input_step, output_step=args.output_step)
+        a0, _ = data[0]
+        name = "x".join(map(str, a0.shape[1:]))
+        extra[name if name not in extra else f"{name}_{len(extra)}"] = data
+    return extra
+
+
+def _train_one(
+    args: argparse.Namespace,
+    model: str,
+    seed: int,
+    out: Path,
+    model_options: dict[str, Any],
+    trainer_settings: dict[str, Any],
+    data: tuple[Any, Any, Any, dict, dict[str, Any]],
+) -> dict[str, Any] | None:
+    """Train one model with one seed into ``out``; evaluate it on the test split (and the
+    ``--test-data`` sets); write ``out/summary.json``. ``None`` on torchrun ranks other
+    than 0."""
+    import warnings
+
+    from neuralsolve.errors import GridTransferWarning
+    from neuralsolve.operators import evaluate, train_operator
+    from neuralsolve.operators.defaults import default_lr
+    from neuralsolve.optim import TrainerConfig
+
+    train, val, test, splits, extra_tests = data
+    steps_per_epoch = max(1, len(train) // args.batch_size)
+    options: dict[str, Any] = {
+        "optimizer": args.optimizer,
+        "optimizer_options": {"weight_decay": args.weight_decay} if args.weight_decay else {},
+        "lr": args.lr if args.lr is not None else default_lr(model),
+        "schedule": args.schedule,
+        "epochs": args.epochs,
+        "batch_size": args.batch_size,
+        "device": args.device,
+        "dtype": args.dtype,
+        "seed": seed,
+        "out_dir": str(out),
+        "eval_every": steps_per_epoch if val is not None else 0,
+        "checkpoint_every": steps_per_epoch,
+        "log_every": max(1, steps_per_epoch // 5),
+        "num_workers": args.workers,
+        "progress": False if args.no_progress else None,
+    }
+    options.update(trainer_settings)
+    config = TrainerConfig(**options)
+    operator, result = train_operator(
+        model,
+        train,
+        config,
+        val=val,
+        model_options=model_options,
+        loss=args.loss,
+        splits={k: v.tolist() for k, v in splits.items()},
+        resume=args.resume,
+        log=lambda text: print(text, flush=True),
+    )
+    import torch.distributed as dist
+
+    from neuralsolve.optim import close_distributed
+
+    if dist.is_initialized():
+        # every rank closes the group together before rank 0 evaluates alone
+        rank = dist.get_rank()
+        close_distributed()
+        if rank != 0:
+            return None
+    best = out / "best.pt"
+    failure = result.stop_reason if result.stop_reason.startswith("non-finite") else None
+    report: dict[str, Any] = {"rel_l2_mean": None, "rel_l2_max": None, "parameters": None}
+    other: dict[str, Any] = {}
+    if best.exists():
+        report = evaluate(best, test, batch_size=args.batch_size, device=args.device)
+        test_errors = (report["rel_l2_mean"], report["rel_l2_max"])
+        if failure is None and not all(math.isfinite(v) for v in test_errors):
+            failure = (
+                f"non-finite test error (mean {report['rel_l2_mean']}, max "
+                f"{report['rel_l2_max']}): a test sample may hold NaN or infinite values"
+            )
+        for name, data_set in extra_tests.items():
+            try:
+                with warnings.catch_warnings(record=True) as caught:
+                    warnings.simplefilter("always", GridTransferWarning)
+                    rep = evaluate(
+                        best, data_set, batch_size=args.batch_size, device=args.device,
+                        allow_other_grid=args.allow_other_grid,
+                    )  # fmt: skip
+                for w in caught:
+                    print(f"warning: {w.message}", file=sys.stderr)
+                other[name] = rep["rel_l2_mean"]
+            except ValueError as exc:
+                print(f"{model} not evaluated on {name}: {exc}", file=sys.stderr)
+                other[name] = None
+    steps_done = max(1, result.steps)
+    summary = {
+        "model": model,
+        "seed": seed,
+        "steps": result.steps,
+        "stop_reason": result.stop_reason,
+        "error": failure,
+        "train_seconds": result.seconds,
+        "seconds_per_epoch": result.seconds / max(1, result.steps / steps_per_epoch),
+        "seconds_per_step": result.seconds / steps_done,
+        "final_loss": result.final_loss,
+        "val": result.eval,
+        "test_rel_l2_mean": report["rel_l2_mean"],
+        "test_rel_l2_max": report["rel_l2_max"],
+        "test_rel_l2_other_grids": other,
+        "parameters": report["parameters"],
+        "samples": {k: len(v) for k, v in splits.items()},
+        "resolved": operator.metadata["resolved"],  # type: ignore[index]
+    }
+    write_report(
+        out / "summary.json", {"meta": run_record(device=args.device), **summary}, indent=2
+    )
+    summary["losses"] = result.losses
+    summary["epochs"] = result.steps / steps_per_epoch
+    summary["test_samples"] = report.get("samples")
+    return summary
+
+
+def _run_line(record: dict[str, Any], out: Path) -> str:
+    other = "".join(
+        f"; at {k}: {'-' if v is None else format(v, '.4g')}"
+        for k, v in record["test_rel_l2_other_grids"].items()
+    )
+    return (
+        f"{record['model']} (seed {record['seed']}): {record['steps']} steps in "
+        f"{record['train_seconds']:.1f} s ({record['seconds_per_step']:.3f} s/step, "
+        f"{record['stop_reason']}); test rel. L2 mean {record['test_rel_l2_mean']:.4g}, max "
+        f"{record['test_rel_l2_max']:.4g} on {record['test_samples']} samples{other}; wrote "
+        f"{out / 'best.pt'}, {out / 'summary.json'}"
+    )
+
+
+def _write_comparison(
+    out: Path, runs: list[dict[str, Any]], args: argparse.Namespace, extra: dict[str, Any]
+) -> None:
+    """Aggregate the runs per model (mean and min-max over seeds) into
+    ``out/comparison.json``, ``.md`` and ``.png``, and print the table."""
+    from neuralsolve.fileio import atomic_path
+    from neuralsolve.operators.comparison import aggregate_seeds, format_table, plot_comparison
+
+    rows = aggregate_seeds(
+        [
+            {
+                "label": r["model"],
+                "seed": r["seed"],
+                "test_rel_l2": r["test_rel_l2_mean"],
+                "test_rel_l2_max": r["test_rel_l2_max"],
+                "parameters": r["parameters"],
+                "train_s": r["train_seconds"],
+                "s_per_epoch": r["seconds_per_epoch"],
+                "s_per_step": r["seconds_per_step"],
+                "epochs": r["epochs"],
+                "losses": r["losses"],
+                "lr": r["resolved"]["trainer"]["lr"],
+                **{f"rel_l2_{k}": v for k, v in r["test_rel_l2_other_grids"].items()},
+            }
+            for r in runs
+        ]
+    )
+    grid = "x".join(map(str, runs[0]["resolved"]["grid"]))
+    keys = [f"rel_l2_{k}" for k in extra]
+    table = format_table(rows, extra=keys, spread=True)
+    meta = {
+        **run_record(device=args.device),
+        "data": str(Path(args.data).resolve()),
+        "grid": grid,
+        "seeds": [args.seed + k for k in range(args.seeds)],
+        "epochs": args.epochs,
+        "batch_size": args.batch_size,
+        "test_data": {k: str(Path(v.path).resolve()) for k, v in extra.items()},
+        "runs": [{k: v for k, v in r.items() if k != "losses"} for r in runs],
+    }
+    write_report(out / "comparison.json", {"meta": meta, "results": rows}, indent=2)
+    with atomic_path(out / "comparison.md") as tmp:
+        tmp.write_text(table + "\n")
+    seeds = f"{args.seeds} seed{'s' if args.seeds > 1 else ''}"
+    plot_comparison(out / "comparison.png", rows, f"{Path(args.data).name} ({grid}), {seeds}")
+    print(table)
+    print(f"wrote {out / 'comparison.json'}, {out / 'comparison.md'}, {out / 'comparison.png'}")
 
 
 # ----------------------------------------------------------------------------- eval
@@ -360,7 +576,13 @@ def _cmd_eval(args: argparse.Namespace) -> int:
             )
         indices = np.asarray(recorded)
     data = H5Dataset(path, indices, resolution=args.resolution, **steps)
-    report = evaluate(operator, data, batch_size=args.batch_size, device=args.device)
+    report = evaluate(
+        operator,
+        data,
+        batch_size=args.batch_size,
+        device=args.device,
+        allow_other_grid=args.allow_other_grid,
+    )
     report.update(
         {
             "checkpoint": str(args.checkpoint),

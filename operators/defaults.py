@@ -1,0 +1,218 @@
+"""Model settings derived from the data's grid, and checks that explicit settings fit it.
+
+A config field that the user does not give is derived from the training grid (see
+:func:`resolve_options`); a field that is given but cannot work on the grid is refused with a
+message that says what would. The defaults come from runs on Darcy flow at 16 x 16, 32 x 32 and
+64 x 64 (``docs/benchmarks/operators.md``, "Settings from the grid"):
+
+========== =============================================================================
+model      derived from the grid ``n`` (per axis)
+========== =============================================================================
+fno        ``modes = min(12, max(1, n // 4))``; an explicit ``modes`` above ``n // 2`` is
+           refused (the grid holds no higher frequency).
+lsm        ``patch`` and ``levels`` such that ``patch * 2**(levels - 1)`` divides the grid
+           (or pads it by at most 15%), at most 5 levels, at least 2 cells per axis on the
+           coarsest level, patch 4 where the grid allows it; ``width`` 16 (the config's 32
+           costs 4x FNO's time per step at 64 x 64). An explicit pair that pads the grid by
+           more than 1/4 per axis is refused.
+t1         ``modes = min(24, n // 2)`` (DCT) or ``min(12, n // 4)`` (FFT, of each sign);
+           ``resolution`` the grid. An explicit ``modes`` above ``n // 2`` is refused.
+deeponet   ``sensors`` the grid.
+========== =============================================================================
+
+The learning rate is not a model field; :func:`default_lr` gives each model's.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+__all__ = [
+    "DEFAULT_LR",
+    "GRID_BOUND_TRANSFER",
+    "default_lr",
+    "lsm_layout",
+    "resolve_options",
+]
+
+# Default AdamW learning rates per model, from the sweep in docs/benchmarks/operators.md.
+DEFAULT_LR: dict[str, float] = {"fno": 3e-3, "lsm": 1e-3, "t1": 3e-3, "deeponet": 1e-3}
+
+# Models tied to their training grid, with the measured error of evaluating at half the
+# training grid (Darcy 64 x 64 -> 32 x 32, 20 epochs, docs/benchmarks/operators.md).
+GRID_BOUND_TRANSFER: dict[str, str] = {
+    "lsm": "on Darcy, LSM trained at 64 x 64 gave a test error of 0.48 at 32 x 32 against 0.011 "
+    "at 64 x 64, and trained at 16 x 16 0.46 at 32 x 32 against 0.027 at 16 x 16 "
+    "(docs/benchmarks/operators.md)",
+}
+
+_LSM_MAX_PAD = 0.25  # an explicit LSM layout may pad each axis by at most this fraction
+_LSM_AUTO_PAD = 0.15  # a derived layout pads each axis by at most this fraction
+
+
+def default_lr(model: str) -> float:
+    """The default learning rate (AdamW) of ``model``: 1e-3 for a model not in the table."""
+    return DEFAULT_LR.get(model, 1e-3)
+
+
+def _grid_text(grid: Sequence[int]) -> str:
+    return " x ".join(map(str, grid))
+
+
+def _per_axis(value: Any, dim: int) -> tuple[int, ...] | None:
+    if isinstance(value, int) and not isinstance(value, bool):
+        return (value,) * dim
+    if isinstance(value, Sequence) and not isinstance(value, str) and len(value) == dim:
+        if all(isinstance(v, int) for v in value):
+            return tuple(value)
+    return None  # left to the config's own validation
+
+
+def _padded(n: int, multiple: int) -> int:
+    return -(-n // multiple) * multiple
+
+
+def lsm_layout(grid: Sequence[int]) -> tuple[int, tuple[int, ...]]:
+    """``(levels, patch)`` for an LSM on ``grid``: little or no zero padding, the U-Net as deep
+    as the grid allows (at most 5 levels, at least 2 cells per axis on the coarsest level).
+
+    Per axis, the patch is the first of 4, 2, 1 that fits at all, with as many levels as fit:
+    ``patch * 2**(levels - 1)`` divides the axis or pads it by at most 15% (85 -> 96, as the
+    LSM paper pads its Darcy grid), and the coarsest level holds at least one patch and two
+    cells. The levels are then the fewest over the axes.
+
+    Examples
+    --------
+    >>> lsm_layout((16, 16)), lsm_layout((64, 64)), lsm_layout((85, 85))
+    (((3, (4, 4)), (5, (4, 4)), (4, (4, 4)))
+    """
+    best_levels, patches = 5, []
+    for n in grid:
+        levels, patch = 1, 1
+        for p in (4, 2, 1):
+            fits = [
+                lv
+                for lv in range(5, 0, -1)
+                if _padded(n, p * 2 ** (lv - 1)) - n <= _LSM_AUTO_PAD * n
+                and _padded(n, p * 2 ** (lv - 1)) // 2 ** (lv - 1) >= max(2, p)
+            ]
+            if fits:
+                levels, patch = fits[0], p
+                break
+        best_levels = min(best_levels, levels)
+        patches.append(patch)
+    return best_levels, tuple(patches)
+
+
+def resolve_options(
+    model: str, grid: Sequence[int], given: Mapping[str, Any]
+) -> tuple[dict[str, Any], dict[str, str]]:
+    """The config fields of ``model`` on ``grid``: ``given`` plus those derived from the grid.
+
+    Parameters
+    ----------
+    model : str
+        A registered name (``fno``, ``lsm``, ``t1``, ``deeponet``; others pass through).
+    grid : sequence of int
+        The training grid, points per axis.
+    given : mapping
+        Fields set by the user; they are kept as they are, after the checks below.
+
+    Returns
+    -------
+    (options, derived)
+        ``options``: every field to pass to :func:`~neuralsolve.operators.create` that was given
+        or derived; ``derived``: field -> why it has its value.
+
+    Raises
+    ------
+    ValueError
+        A given field that cannot work on ``grid`` (FNO or T1 modes beyond what the grid holds,
+        an LSM layout that pads the grid by more than 1/4 per axis); the message says what
+        would work.
+    """
+    grid = tuple(int(n) for n in grid)
+    dim = len(grid)
+    text = _grid_text(grid)
+    options = dict(given)
+    derived: dict[str, str] = {}
+    if model == "fno":
+        if "modes" in given:
+            modes = _per_axis(given["modes"], dim)
+            limit = tuple(max(1, n // 2) for n in grid)
+            if modes is not None and any(m > cap for m, cap in zip(modes, limit, strict=True)):
+                raise ValueError(
+                    f"fno: modes={given['modes']!r} is more than a {text} grid holds (at most "
+                    f"n // 2 = {_grid_text(limit)} per axis): use modes <= {min(limit)}, or "
+                    f"leave modes out to get {min(12, max(1, min(grid) // 4))} on this grid"
+                )
+        else:
+            modes = tuple(min(12, max(1, n // 4)) for n in grid)
+            options["modes"] = modes[0] if len(set(modes)) == 1 else modes
+            derived["modes"] = f"min(12, n // 4) on a {text} grid"
+    elif model == "t1":
+        fft = given.get("transform", "dct") == "fft"
+        limit = tuple(max(1, n // 2) for n in grid)
+        if "modes" in given:
+            modes = _per_axis(given["modes"], dim)
+            if modes is not None and any(m > cap for m, cap in zip(modes, limit, strict=True)):
+                kind = "FFT modes of each sign" if fft else "DCT modes"
+                raise ValueError(
+                    f"t1: modes={given['modes']!r} is more {kind} than a {text} grid holds "
+                    f"(at most n // 2 = {_grid_text(limit)} per axis): use modes <= "
+                    f"{min(limit)}, or leave modes out to have them derived from the grid"
+                )
+        else:
+            cap, div = (12, 4) if fft else (24, 2)
+            modes = tuple(min(cap, max(1, n // div)) for n in grid)
+            options["modes"] = modes[0] if len(set(modes)) == 1 else modes
+            derived["modes"] = f"min({cap}, n // {div}) on a {text} grid"
+        if "resolution" not in given:
+            options["resolution"] = grid
+            derived["resolution"] = "the training grid (the variance-preserving init)"
+    elif model == "deeponet":
+        if "sensors" not in given:
+            options["sensors"] = grid
+            derived["sensors"] = "the training grid"
+    elif model == "lsm":
+        levels_auto, patch_auto = lsm_layout(grid)
+        if "levels" in given or "patch" in given:
+            levels = given.get("levels", levels_auto)
+            patch = _per_axis(given.get("patch", patch_auto), dim)
+            if isinstance(levels, int) and patch is not None:
+                multiple = [p * 2 ** (levels - 1) for p in patch]
+                padded = tuple(_padded(n, m) for n, m in zip(grid, multiple, strict=True))
+                too_much = any(
+                    pn - n > _LSM_MAX_PAD * n for pn, n in zip(padded, grid, strict=True)
+                )
+                if too_much:
+                    cells = math.prod(padded) / math.prod(grid)
+                    raise ValueError(
+                        f"lsm: levels={levels} with patch={given.get('patch', patch)!r} needs a "
+                        f"multiple of {_grid_text(multiple)} per axis, so a {text} grid would be "
+                        f"zero-padded to {_grid_text(padded)} ({cells:.1f}x the cells, all paid "
+                        f"for in every step): use levels={levels_auto} with "
+                        f"patch={patch_auto[0] if len(set(patch_auto)) == 1 else patch_auto}, "
+                        "or leave levels and patch out to have them chosen from the grid"
+                    )
+            for key, value in (("levels", levels_auto), ("patch", patch_auto)):
+                if key not in given:
+                    options[key] = (
+                        value[0] if isinstance(value, tuple) and len(set(value)) == 1 else value
+                    )
+                    derived[key] = (
+                        f"from the grid {text}, with the given {'patch' if key == 'levels' else 'levels'}"
+                    )
+        else:
+            options["levels"] = levels_auto
+            options["patch"] = patch_auto[0] if len(set(patch_auto)) == 1 else patch_auto
+            multiple = [p * 2 ** (levels_auto - 1) for p in patch_auto]
+            padded = tuple(_padded(n, m) for n, m in zip(grid, multiple, strict=True))
+            why = "no padding" if padded == grid else f"padded to {_grid_text(padded)}"
+            derived["levels"] = derived["patch"] = f"fit a {text} grid ({why})"
+        if "width" not in given:
+            options["width"] = 16
+            derived["width"] = "16: a training step within 2x FNO's (32 costs 4x at 64 x 64)"
+    return options, derived
