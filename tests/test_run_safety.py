@@ -253,3 +253,24 @@ def test_train_operator_refuses_an_out_directory_in_use(
         proc.wait()
     assert code == 2 and f"in use by process {proc.pid}" in err and "--out" in err
     assert not (run / "metrics.jsonl").exists()
+
+
+def test_train_gp_refuses_an_out_directory_in_use(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    run = tmp_path / "run"
+    proc = subprocess.Popen(
+        [sys.executable, "-c", HOLD, str(run)], env=ENV, stdout=subprocess.PIPE, text=True
+    )
+    try:
+        assert proc.stdout is not None and proc.stdout.readline().strip() == "held"
+        code = main([
+            "train", "gp", "--problem", "poisson1d-hf", "--param", "case=P4", "--n", "60",
+            "--steps", "2", "--closed-form", "1", "--out", str(run), "--no-progress",
+        ])  # fmt: skip
+        err = capsys.readouterr().err
+    finally:
+        proc.kill()
+        proc.wait()
+    assert code == 2 and f"in use by process {proc.pid}" in err
+    assert not (run / "summary.json").exists() and not (run / "metrics.jsonl").exists()

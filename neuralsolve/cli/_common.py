@@ -8,8 +8,10 @@ import json
 from typing import Any
 
 __all__ = [
+    "add_full_batch_run_args",
     "add_pde_problem_args",
     "add_threads_arg",
+    "full_batch_fit_options",
     "make_pde_problem",
     "parse_assignments",
     "set_threads",
@@ -34,6 +36,41 @@ def add_pde_problem_args(p: argparse.ArgumentParser, *, example: str, param_exam
         metavar="KEY=VALUE",
         help=f"a problem parameter, e.g. {param_example} (repeatable)",
     )
+
+
+def add_full_batch_run_args(p: argparse.ArgumentParser, *, lr: float, kind: str) -> None:
+    """The options of a full-batch training run through the Trainer (``train pinn``, ``train
+    gp``): ``--steps``, ``--optimizer``, ``--lr`` (default ``lr``), ``--schedule``, ``--out``
+    (default ``runs/KIND-PROBLEM``), ``--resume``, ``--checkpoint-every``, ``--log-every``,
+    ``--no-progress``; :func:`full_batch_fit_options` turns them into ``fit`` arguments."""
+    p.add_argument("--steps", type=int, default=10_000, help="optimizer steps (default: 10000)")
+    p.add_argument("--optimizer", default="adam", help="a neuralsolve.optim name (default: adam)")
+    p.add_argument("--lr", type=float, default=lr, help=f"learning rate (default: {lr:g})")
+    p.add_argument("--schedule", default="constant", help="constant, cosine, linear or wsd")
+    p.add_argument("--out", default=None, help=f"run directory (default: runs/{kind}-PROBLEM)")
+    p.add_argument("--resume", action="store_true", help="continue from OUT/last.pt")
+    p.add_argument(
+        "--checkpoint-every", type=int, default=500, help="steps between checkpoints (default: 500)"
+    )
+    p.add_argument(
+        "--log-every", type=int, default=100, help="steps between metrics lines (default: 100)"
+    )
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+
+
+def full_batch_fit_options(args: argparse.Namespace, out: Any) -> dict[str, Any]:
+    """The keyword arguments of ``PINN.fit`` / ``GPSolver.fit`` (after ``steps``) from
+    :func:`add_full_batch_run_args`'s options, writing to ``out``."""
+    return {
+        "optimizer": args.optimizer,
+        "lr": args.lr,
+        "schedule": args.schedule,
+        "out_dir": out,
+        "resume": args.resume,
+        "checkpoint_every": args.checkpoint_every,
+        "log_every": args.log_every,
+        "progress": False if args.no_progress else None,
+    }
 
 
 def make_pde_problem(args: argparse.Namespace) -> Any:

@@ -10,8 +10,16 @@ from pathlib import Path
 from typing import Any
 
 from neuralsolve.report import run_record, write_report
+from neuralsolve.runlock import rank_zero_lock
 
-from ._common import add_pde_problem_args, add_threads_arg, make_pde_problem, set_threads
+from ._common import (
+    add_full_batch_run_args,
+    add_pde_problem_args,
+    add_threads_arg,
+    full_batch_fit_options,
+    make_pde_problem,
+    set_threads,
+)
 
 __all__ = ["add_gp_parser"]
 
@@ -66,10 +74,7 @@ def add_gp_parser(tsub: Any) -> None:
     )
     p.add_argument("--jitter", type=float, default=1e-6, help="(default: 1e-6)")
     p.add_argument("--boundary-weight", type=float, default=200.0, help="lambda (default: 200)")
-    p.add_argument("--steps", type=int, default=10_000, help="optimizer steps (default: 10000)")
-    p.add_argument("--optimizer", default="adam", help="a neuralsolve.optim name (default: adam)")
-    p.add_argument("--lr", type=float, default=1e-2, help="learning rate (default: 1e-2)")
-    p.add_argument("--schedule", default="constant", help="constant, cosine, linear or wsd")
+    add_full_batch_run_args(p, lr=1e-2, kind="gp")
     p.add_argument(
         "--closed-form",
         type=int,
@@ -84,21 +89,12 @@ def add_gp_parser(tsub: Any) -> None:
         help="with --closed-form: fix tau = v to this value instead (the low-noise MAP, e.g. "
         "4.85e8); 'inf' takes the noise-free interior collocation (fast diagonalisation in 2-D)",
     )
-    p.add_argument("--out", default=None, help="run directory (default: runs/gp-PROBLEM)")
-    p.add_argument("--resume", action="store_true", help="continue from OUT/last.pt")
-    p.add_argument(
-        "--checkpoint-every", type=int, default=500, help="steps between checkpoints (default: 500)"
-    )
-    p.add_argument(
-        "--log-every", type=int, default=100, help="steps between metrics lines (default: 100)"
-    )
     p.add_argument("--grid", type=int, default=None, help="points per axis of the error grid")
     p.add_argument("--no-reference", action="store_true", help="skip the Chebyshev reference")
     p.add_argument("--seed", type=int, default=0, help="(default: 0)")
     p.add_argument("--device", default="cpu", help="torch device (default: cpu)")
     p.add_argument("--dtype", default="float64", choices=["float32", "float64"])
     add_threads_arg(p)
-    p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(func=_cmd_train_gp)
 
 
@@ -115,7 +111,7 @@ def reference_degree(problem: Any, n: int) -> int:
 
 
 def _cmd_train_gp(args: argparse.Namespace) -> int:
-    from neuralsolve.solvers import ChebyshevSolver, GPSolver
+    from neuralsolve.solvers import GPSolver
 
     set_threads(args)
     problem = make_pde_problem(args)
@@ -133,17 +129,17 @@ def _cmd_train_gp(args: argparse.Namespace) -> int:
         seed=args.seed,
     )
     out = Path(args.out or f"runs/gp-{args.problem}")
-    result = gp.fit(
-        args.steps,
-        optimizer=args.optimizer,
-        lr=args.lr,
-        schedule=args.schedule,
-        out_dir=out,
-        resume=args.resume,
-        checkpoint_every=args.checkpoint_every,
-        log_every=args.log_every,
-        progress=False if args.no_progress else None,
-    )
+    # one run per directory (neuralsolve.runlock): training, closed form, summary and plot
+    with rank_zero_lock(out):
+        return _fit_and_report(gp, problem, args, out)
+
+
+def _fit_and_report(gp: Any, problem: Any, args: argparse.Namespace, out: Path) -> int:
+    """Train, then the optional closed form, the Chebyshev reference, ``summary.json`` and the
+    plot; the exit code (1 when the loss went non-finite)."""
+    from neuralsolve.solvers import ChebyshevSolver
+
+    result = gp.fit(args.steps, **full_batch_fit_options(args, out))
     has_exact = getattr(problem, "exact", None) is not None
     error = gp.error(grid=args.grid) if has_exact else None
     closed = None

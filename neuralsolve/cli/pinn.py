@@ -10,8 +10,10 @@ from neuralsolve.report import run_record, write_report
 from neuralsolve.runlock import rank_zero_lock
 
 from ._common import (
+    add_full_batch_run_args,
     add_pde_problem_args,
     add_threads_arg,
+    full_batch_fit_options,
     make_pde_problem,
     parse_assignments,
     set_threads,
@@ -69,24 +71,12 @@ def add_pinn_parser(tsub: Any) -> None:
     p.add_argument(
         "--hard-dirichlet", action="store_true", help="build the boundary data into the network"
     )
-    p.add_argument("--steps", type=int, default=10_000, help="optimizer steps (default: 10000)")
-    p.add_argument("--optimizer", default="adam", help="a neuralsolve.optim name (default: adam)")
-    p.add_argument("--lr", type=float, default=1e-3, help="learning rate (default: 1e-3)")
-    p.add_argument("--schedule", default="constant", help="constant, cosine, linear or wsd")
-    p.add_argument("--out", default=None, help="run directory (default: runs/pinn-PROBLEM)")
-    p.add_argument("--resume", action="store_true", help="continue from OUT/last.pt")
-    p.add_argument(
-        "--checkpoint-every", type=int, default=500, help="steps between checkpoints (default: 500)"
-    )
-    p.add_argument(
-        "--log-every", type=int, default=100, help="steps between metrics lines (default: 100)"
-    )
+    add_full_batch_run_args(p, lr=1e-3, kind="pinn")
     p.add_argument("--grid", type=int, default=201, help="points per axis of the error grid")
     p.add_argument("--seed", type=int, default=0, help="(default: 0)")
     p.add_argument("--device", default="cpu", help="torch device (default: cpu)")
     p.add_argument("--dtype", default="float32", choices=["float32", "float64"])
     add_threads_arg(p)
-    p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(func=_cmd_train_pinn)
 
 
@@ -110,17 +100,7 @@ def _cmd_train_pinn(args: argparse.Namespace) -> int:
     out = Path(args.out or f"runs/pinn-{args.problem}")
     # one run per directory (neuralsolve.runlock): training, summary and plots
     with rank_zero_lock(out):
-        result = pinn.fit(
-            args.steps,
-            optimizer=args.optimizer,
-            lr=args.lr,
-            schedule=args.schedule,
-            out_dir=out,
-            resume=args.resume,
-            checkpoint_every=args.checkpoint_every,
-            log_every=args.log_every,
-            progress=False if args.no_progress else None,
-        )
+        result = pinn.fit(args.steps, **full_batch_fit_options(args, out))
         error = pinn.error(grid=args.grid) if problem.exact is not None else None
         summary = {
             "problem": args.problem,
