@@ -45,6 +45,14 @@ def toeplitz(c: torch.Tensor, n: int) -> torch.Tensor:
     return c[idx[:, None] - idx[None, :] + (n - 1)]
 
 
+def _toeplitz_inverse_logdet(
+    k: torch.Tensor, n: int, jitter: float
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(K^{-1}, log|K|)`` of ``K = T(k) + jitter I`` ``(n, n)``."""
+    eye = torch.eye(n, dtype=k.dtype, device=k.device)
+    return spd_inverse_logdet(toeplitz(k, n) + jitter * eye)
+
+
 def _diag_sums(M: torch.Tensor) -> torch.Tensor:
     """``s[m + n - 1] = sum_{i - j = m} M_ij`` for an ``(n, n)`` matrix: the gradient of the
     Toeplitz values from the gradient of the matrix."""
@@ -77,10 +85,8 @@ class _KronCore(torch.autograd.Function):
         jitter: float,
     ) -> tuple[torch.Tensor, ...]:
         n1, n2 = U.shape
-        eye1 = torch.eye(n1, dtype=U.dtype, device=U.device)
-        eye2 = torch.eye(n2, dtype=U.dtype, device=U.device)
-        A1, ld1 = spd_inverse_logdet(toeplitz(k1, n1) + jitter * eye1)
-        A2, ld2 = spd_inverse_logdet(toeplitz(k2, n2) + jitter * eye2)
+        A1, ld1 = _toeplitz_inverse_logdet(k1, n1, jitter)
+        A2, ld2 = _toeplitz_inverse_logdet(k2, n2, jitter)
         T1, T2 = toeplitz(k1dd, n1), toeplitz(k2dd, n2)
         P0, P1 = A1 @ U, U @ A2
         quad = (P0 * P1).sum()
@@ -127,8 +133,7 @@ class _KronCore1d(torch.autograd.Function):
         ctx: Any, k: torch.Tensor, kdd: torch.Tensor, u: torch.Tensor, jitter: float
     ) -> tuple[torch.Tensor, ...]:
         n = u.shape[0]
-        eye = torch.eye(n, dtype=u.dtype, device=u.device)
-        A, logdet = spd_inverse_logdet(toeplitz(k, n) + jitter * eye)
+        A, logdet = _toeplitz_inverse_logdet(k, n, jitter)
         T = toeplitz(kdd, n)
         p = A @ u
         ctx.save_for_backward(A, T, p)
