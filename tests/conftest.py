@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 import os
+import signal
+import subprocess
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -26,6 +30,27 @@ torch.set_num_threads(1)
 threadpoolctl.threadpool_limits(limits=1)
 for _var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
     os.environ.setdefault(_var, "1")
+
+
+def kill_after_checkpoint(
+    command: list[str], out: Path, min_lines: int, *, poll: float = 0.01, timeout: float = 120
+) -> int:
+    """Start ``command``, SIGKILL it once ``out`` holds ``last.pt`` and ``metrics.jsonl`` has
+    ``min_lines`` lines (or after ``timeout`` seconds), and return the lines it left: the
+    killed half of a resume test."""
+    proc = subprocess.Popen(command, stderr=subprocess.DEVNULL)
+    metrics, deadline = out / "metrics.jsonl", time.time() + timeout
+    while time.time() < deadline:  # kill it after a checkpoint and before the end
+        if (
+            (out / "last.pt").exists()
+            and metrics.exists()
+            and len(metrics.read_text().splitlines()) >= min_lines
+        ):
+            break
+        time.sleep(poll)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    return len(metrics.read_text().splitlines())
 
 
 @dataclass

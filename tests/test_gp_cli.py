@@ -4,15 +4,15 @@ bad input exits with code 2."""
 from __future__ import annotations
 
 import json
-import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
 
 from neuralsolve.cli import main
+
+from .conftest import kill_after_checkpoint
 
 SMALL = [
     "train", "gp", "--problem", "poisson1d-hf", "--param", "case=P4", "--n", "40", "--Q", "5",
@@ -45,19 +45,8 @@ def test_a_killed_run_resumes_to_the_uninterrupted_losses(tmp_path: Path) -> Non
     command = [sys.executable, "-m", "neuralsolve.cli", *SMALL, "--steps", "400"]
     command += ["--no-reference"]
     subprocess.run([*command, "--out", str(ref)], check=True, timeout=300, capture_output=True)
-    proc = subprocess.Popen([*command, "--out", str(killed)], stderr=subprocess.DEVNULL)
-    metrics, deadline = killed / "metrics.jsonl", time.time() + 120
-    while time.time() < deadline:  # kill it after a checkpoint and before the end
-        if (
-            (killed / "last.pt").exists()
-            and metrics.exists()
-            and len(metrics.read_text().splitlines()) >= 10
-        ):
-            break
-        time.sleep(0.005)
-    proc.send_signal(signal.SIGKILL)
-    proc.wait()
-    assert 10 <= len(metrics.read_text().splitlines()) < 400
+    lines_at_kill = kill_after_checkpoint([*command, "--out", str(killed)], killed, 10, poll=0.005)
+    assert 10 <= lines_at_kill < 400
     subprocess.run(
         [*command, "--out", str(killed), "--resume"], check=True, timeout=300, capture_output=True
     )

@@ -5,11 +5,9 @@ from __future__ import annotations
 
 import json
 import os
-import signal
 import subprocess
 import sys
 import textwrap
-import time
 from pathlib import Path
 
 import numpy as np
@@ -20,6 +18,8 @@ from torch.utils.data import TensorDataset
 import neuralsolve as ns
 from neuralsolve.checkpoint import VersionMismatchWarning, load_checkpoint, save_checkpoint
 from neuralsolve.optim import Trainer, TrainerConfig, make_schedule
+
+from .conftest import kill_after_checkpoint
 
 
 # ----------------------------------------------------------------------------- schedules
@@ -194,20 +194,9 @@ def test_killed_run_resumes_to_the_same_losses(tmp_path: Path, optimizer: str) -
     subprocess.run(
         [sys.executable, str(script), str(ref), "0", "0", optimizer], check=True, timeout=300
     )
-    proc = subprocess.Popen([sys.executable, str(script), str(killed), "0", "0.05", optimizer])
-    deadline = time.time() + 120
-    metrics = killed / "metrics.jsonl"
-    while time.time() < deadline:  # kill it mid-run, after a checkpoint and before the end
-        if (
-            (killed / "last.pt").exists()
-            and metrics.exists()
-            and len(metrics.read_text().splitlines()) >= 14
-        ):
-            break
-        time.sleep(0.01)
-    proc.send_signal(signal.SIGKILL)
-    proc.wait()
-    steps_at_kill = len(metrics.read_text().splitlines())
+    steps_at_kill = kill_after_checkpoint(
+        [sys.executable, str(script), str(killed), "0", "0.05", optimizer], killed, 14
+    )
     assert 14 <= steps_at_kill < 40
     subprocess.run(
         [sys.executable, str(script), str(killed), "1", "0", optimizer], check=True, timeout=300
