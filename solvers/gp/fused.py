@@ -30,9 +30,13 @@ factorisation and inverse.
 
 from __future__ import annotations
 
+import functools
+import threading
+from collections.abc import Sequence
 from typing import Any
 
 import torch
+from torch import Tensor
 
 from .kron import spd_inverse_logdet
 
@@ -41,36 +45,102 @@ __all__ = ["kron_core", "kron_core_1d", "toeplitz"]
 
 def toeplitz(c: torch.Tensor, n: int) -> torch.Tensor:
     """``T_{ij} = c[i - j + n - 1]`` ``(n, n)`` from the ``2n - 1`` values ``c``."""
-    idx = torch.arange(n, device=c.device)
-    return c[idx[:, None] - idx[None, :] + (n - 1)]
+    return c[_lag_index(n, c.device)]
 
 
-def _toeplitz_inverse_logdet(
-    k: torch.Tensor, n: int, jitter: float
-) -> tuple[torch.Tensor, torch.Tensor]:
+@functools.lru_cache(maxsize=16)
+def _lag_index(n: int, device: torch.device) -> torch.Tensor:
+    """``I_{ij} = i - j + n - 1`` ``(n, n)``: where entry ``(i, j)`` of ``T(c)`` sits in ``c``."""
+    idx = torch.arange(n, device=device)
+    return idx[:, None] - idx[None, :] + (n - 1)
+
+
+_scratch = threading.local()
+
+
+def _buffer(name: str, shape: Sequence[int], dtype: torch.dtype, device: torch.device) -> Tensor:
+    """A scratch tensor of this thread, kept from call to call (zero when first made).
+
+    A 400 x 400 step goes through some sixty temporaries of 1-3 MB; glibc hands blocks that
+    large back to the system when they are freed, so each new one costs page faults, about a
+    quarter of the step. The FFT work arrays, which never leave a call, are reused instead.
+    """
+    store: dict[tuple[Any, ...], Tensor] = _scratch.__dict__.setdefault("buffers", {})
+    key = (name, tuple(shape), dtype, device)
+    buf = store.get(key)
+    if buf is None:
+        if len(store) >= 32:
+            store.clear()
+        buf = store[key] = torch.zeros(tuple(shape), dtype=dtype, device=device)
+    return buf
+
+
+def _toeplitz_inverse_logdet(k: Tensor, n: int, jitter: float) -> tuple[Tensor, Tensor]:
     """``(K^{-1}, log|K|)`` of ``K = T(k) + jitter I`` ``(n, n)``."""
-    eye = torch.eye(n, dtype=k.dtype, device=k.device)
-    return spd_inverse_logdet(toeplitz(k, n) + jitter * eye)
+    K = toeplitz(k, n)
+    K.diagonal().add_(jitter)
+    return spd_inverse_logdet(K)
 
 
-def _diag_sums(M: torch.Tensor) -> torch.Tensor:
+def _diag_sums(M: Tensor) -> Tensor:
     """``s[m + n - 1] = sum_{i - j = m} M_ij`` for an ``(n, n)`` matrix: the gradient of the
     Toeplitz values from the gradient of the matrix."""
     n = M.shape[0]
-    idx = torch.arange(n, device=M.device)
     out = torch.zeros(2 * n - 1, dtype=M.dtype, device=M.device)
-    return out.index_add_(0, (idx[:, None] - idx[None, :] + (n - 1)).reshape(-1), M.reshape(-1))
+    return out.index_add_(0, _lag_index(n, M.device).reshape(-1), M.reshape(-1))
 
 
-def _corr_cols(X: torch.Tensor, Y: torch.Tensor) -> torch.Tensor:
-    """``_diag_sums(X @ Y.T)`` by FFT along the rows: the column cross-correlations summed."""
-    n = X.shape[0]
+def _spectrum(X: Tensor, dim: int, scratch: str | None = None) -> Tensor:
+    """The real FFT of ``X`` along ``dim``, zero-padded to twice its length (no wrap-around
+    for lags up to ``n - 1``); written into the scratch array ``scratch`` when given."""
+    n = X.shape[dim]
+    shape = list(X.shape)
+    shape[dim] = 2 * n
+    padded = _buffer(f"padded{dim}", shape, X.dtype, X.device)  # its far half stays zero
+    padded.narrow(dim, 0, n).copy_(X)
+    shape[dim] = n + 1
+    complex_dtype = torch.promote_types(X.dtype, torch.complex64)
+    out = None if scratch is None else _buffer(scratch, shape, complex_dtype, X.device)
+    return torch.fft.rfft(padded, dim=dim, out=out)
+
+
+def _corr(FX: Tensor, FY: Tensor, dim: int, n: int) -> Tensor:
+    """``s[m + n - 1] = sum_{i - j = m} sum_c X_ic Y_jc`` (lags along ``dim``, summed over the
+    other axis) from the spectra ``FX``, ``FY`` of :func:`_spectrum`: the diagonal sums of
+    ``X Y^T`` (``dim = 0``) or of ``X^T Y`` (``dim = 1``) without forming the product."""
     L = 2 * n
-    Fx = torch.fft.rfft(X, n=L, dim=0)
-    Fy = torch.fft.rfft(Y, n=L, dim=0)
-    c = torch.fft.irfft((Fx * Fy.conj()).sum(dim=1), n=L)
+    product = _buffer(f"product{dim}", FX.shape, FX.dtype, FX.device)
+    c = torch.fft.irfft(torch.mul(FX, FY.conj(), out=product).sum(dim=1 - dim), n=L)
     # lag m = i - j: m >= 0 at index m, m < 0 at L + m
     return torch.cat([c[L - (n - 1) :], c[:n]])
+
+
+def _corr_cols(X: Tensor, Y: Tensor) -> Tensor:
+    """``_diag_sums(X @ Y.T)`` by FFT along the rows: the column cross-correlations summed."""
+    return _corr(_spectrum(X, 0), _spectrum(Y, 0), 0, X.shape[0])
+
+
+def _embedding_spectrum(c: Tensor, n: int) -> Tensor:
+    """The spectrum of the ``2n``-periodic circulant that holds ``T(c)`` in its top-left
+    ``n x n`` block: first column ``(c_0, .., c_{n-1}, 0, c_{-(n-1)}, .., c_{-1})``."""
+    col = torch.cat([c[n - 1 :], c.new_zeros(1), c[: n - 1]])
+    return torch.fft.rfft(col)
+
+
+def _toeplitz_apply(Ft: Tensor, FX: Tensor, dim: int, n: int, *, overwrite: bool = False) -> Tensor:
+    """``T(c)`` applied along ``dim`` of ``X`` from the spectra ``Ft`` of
+    :func:`_embedding_spectrum` and ``FX`` of :func:`_spectrum` (``Ft.conj()`` applies
+    ``T(c)^T``); ``overwrite`` multiplies ``FX`` in place."""
+    Ft = Ft.reshape((-1, 1) if dim == 0 else (1, -1))
+    if overwrite:
+        product = FX.mul_(Ft)
+    else:
+        product = torch.mul(FX, Ft, out=_buffer(f"product{dim}", FX.shape, FX.dtype, FX.device))
+    shape = list(product.shape)
+    shape[dim] = 2 * n
+    full = _buffer(f"inverse{dim}", shape, Ft.real.dtype, FX.device)
+    torch.fft.irfft(product, n=2 * n, dim=dim, out=full)
+    return full.narrow(dim, 0, n).clone(memory_format=torch.contiguous_format)
 
 
 class _KronCore(torch.autograd.Function):
@@ -87,30 +157,35 @@ class _KronCore(torch.autograd.Function):
         n1, n2 = U.shape
         A1, ld1 = _toeplitz_inverse_logdet(k1, n1, jitter)
         A2, ld2 = _toeplitz_inverse_logdet(k2, n2, jitter)
-        T1, T2 = toeplitz(k1dd, n1), toeplitz(k2dd, n2)
+        Ft1, Ft2 = _embedding_spectrum(k1dd, n1), _embedding_spectrum(k2dd, n2)
         P0, P1 = A1 @ U, U @ A2
-        quad = (P0 * P1).sum()
-        Hx, Hy = T1 @ P0, P1 @ T2.T
-        ctx.save_for_backward(A1, A2, T1, T2, U, P0, P1)
+        quad = torch.dot(P0.reshape(-1), P1.reshape(-1))
+        # axis 1 works along the rows (against P0), axis 2 along the columns (against P1)
+        F0, F1 = _spectrum(P0, 0), _spectrum(P1, 1)
+        Hx, Hy = _toeplitz_apply(Ft1, F0, 0, n1), _toeplitz_apply(Ft2, F1, 1, n2)
+        ctx.save_for_backward(A1, A2, Ft1, Ft2, P0, P1, F0, F1)
         return n2 * ld1 + n1 * ld2, quad, Hx, Hy
 
     @staticmethod
     def backward(  # type: ignore[override]
         ctx: Any, gl: torch.Tensor, gq: torch.Tensor, Gx: torch.Tensor, Gy: torch.Tensor
     ) -> tuple[torch.Tensor | None, ...]:
-        A1, A2, T1, T2, U, P0, P1 = ctx.saved_tensors
-        n1, n2 = U.shape
-        S = A1 @ P1  # A1 U A2
-        TG1 = T1.T @ Gx
-        W1 = A1 @ TG1
-        GT2 = Gy @ T2
-        W2 = GT2 @ A2
-        dU = 2 * gq * S + W1 + W2
-        dk1dd = _corr_cols(Gx, P0)  # diag sums of Gx P0^T
-        dk2dd = _corr_cols(Gy.T, P1.T)  # diag sums of Gy^T P1
-        dk1 = -_corr_cols(gq * S + W1, P0) + gl * n2 * _diag_sums(A1)
-        dk2 = -_corr_cols(P1.T, (gq * S + W2).T) + gl * n1 * _diag_sums(A2)
-        return dk1, dk1dd, dk2, dk2dd, dU, None
+        A1, A2, Ft1, Ft2, P0, P1, F0, F1 = ctx.saved_tensors
+        n1, n2 = P0.shape
+        g = float(gq)
+        # axis 1: Y1 = A1 (g_q P1 + T1^T Gx) = g_q S + A1 T1^T Gx
+        FG = _spectrum(Gx, 0, "spectrum0")
+        dk1dd = _corr(FG, F0, 0, n1)  # diag sums of Gx P0^T
+        Y1 = A1 @ _toeplitz_apply(Ft1.conj(), FG, 0, n1, overwrite=True).add_(P1, alpha=g)
+        FY = _spectrum(Y1, 0, "spectrum0")
+        dk1 = _diag_sums(A1).mul_(float(gl) * n2).sub_(_corr(FY, F0, 0, n1))
+        # axis 2: Y2 = (g_q P0 + Gy T2) A2
+        FG = _spectrum(Gy, 1, "spectrum1")
+        dk2dd = _corr(FG, F1, 1, n2)  # diag sums of Gy^T P1
+        Y2 = _toeplitz_apply(Ft2.conj(), FG, 1, n2, overwrite=True).add_(P0, alpha=g) @ A2
+        FY = _spectrum(Y2, 1, "spectrum1")
+        dk2 = _diag_sums(A2).mul_(float(gl) * n1).sub_(_corr(F1, FY, 1, n2))
+        return dk1, dk1dd, dk2, dk2dd, Y1.add_(Y2), None
 
 
 def kron_core(

@@ -60,6 +60,7 @@ hand-written backward that reads the Toeplitz kernels' gradients off FFT correla
 
 from __future__ import annotations
 
+import functools
 import math
 import time
 from collections.abc import Callable, Sequence
@@ -419,22 +420,8 @@ class GPSolver:
     def loss(self, model: GPModel, _batch: Any = None) -> torch.Tensor:
         """The negative log joint (module notes)."""
         U = model.u
-        if self.fused and self.dim == 1:
-            kernel, n, h = model.kernels[0], self.shape[0], self.uniform[0]
-            logdet, quad, H = kron_core_1d(
-                kernel.toeplitz_values(n, h, 0), kernel.toeplitz_values(n, h, 2), U, self.jitter
-            )
-            r0, a, _, c = self._affine  # type: ignore[misc]
-            R = r0 + a * U + c[:, 0] * H
-        elif self.fused:
-            vals = [
-                model.kernels[k].toeplitz_values(self.shape[k], self.uniform[k], order)
-                for k in range(2)
-                for order in (0, 2)
-            ]
-            logdet, quad, Hx, Hy = kron_core(*vals, U, self.jitter)
-            r0, a, _, c = self._affine  # type: ignore[misc]
-            R = r0 + a * U.reshape(-1) + c[:, 0] * Hx.reshape(-1) + c[:, 1] * Hy.reshape(-1)
+        if self.fused:
+            logdet, quad, R = self._fused_residual(model)
         else:
             F = _Factors(self, model)
             # P_k = K_k^{-1} along axis k of U: the quadratic form and the derivatives reuse it
@@ -444,15 +431,61 @@ class GPSolver:
             else:  # tr(U^T K_1^{-1} U K_2^{-1}) = sum((K_1^{-1} U) * (U K_2^{-1}))
                 quad = (P[0] * P[1]).sum()
             logdet = F.logdet
-            R = self.residual_from(model, F, P)
-        gap = U.reshape(-1)[self.boundary_mask] - self.boundary_values
+            R = self.residual_from(model, F, P).reshape(-1)
+        gap = U.reshape(-1).index_select(0, self._boundary_index) - self.boundary_values
         Nb, Nc = gap.numel(), R.numel()
         tau, v = torch.exp(model.log_tau), torch.exp(model.log_v)
         boundary = self.boundary_weight * (
-            0.5 * Nb * model.log_tau - 0.5 * tau * gap.square().sum()
+            0.5 * Nb * model.log_tau - 0.5 * tau * torch.dot(gap, gap)
         )
-        pde = 0.5 * Nc * model.log_v - 0.5 * v * R.square().sum()
+        pde = 0.5 * Nc * model.log_v - 0.5 * v * torch.dot(R, R)
         return 0.5 * logdet + 0.5 * quad - boundary - pde
+
+    def _fused_residual(self, model: GPModel) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """``(log|K|, u^T K^{-1} u, R)`` on the fused path (:attr:`fused`), with ``R`` flat and
+        built in as few operations as the coefficients allow (a constant coefficient is a
+        scalar, a zero one is skipped)."""
+        U = model.u
+        r0, a, c = self._fused_coefficients
+        if self.dim == 1:
+            kernel, n, h = model.kernels[0], self.shape[0], self.uniform[0]
+            logdet, quad, H = kron_core_1d(*kernel.toeplitz_pair(n, h), U, self.jitter)
+            derivatives = [H]
+        else:
+            vals = [
+                values
+                for k in range(2)
+                for values in model.kernels[k].toeplitz_pair(self.shape[k], self.uniform[k])
+            ]
+            logdet, quad, Hx, Hy = kron_core(*vals, U, self.jitter)
+            derivatives = [Hx, Hy]
+        R = r0
+        for coefficient, field in zip([a, *c], [U, *derivatives], strict=True):
+            if coefficient is None:
+                continue
+            if isinstance(coefficient, float):
+                R = torch.add(R, field.reshape(-1), alpha=coefficient)
+            else:
+                R = torch.addcmul(R, coefficient, field.reshape(-1))
+        return logdet, quad, R
+
+    @functools.cached_property
+    def _fused_coefficients(self) -> tuple[torch.Tensor, Any, list[Any]]:
+        """``(r0, a, [c_1, .., c_d])`` of the affine residual, each coefficient ``None`` when
+        zero, a float when constant over the nodes, else a flat tensor."""
+        r0, a, _, c = self._affine  # type: ignore[misc]
+
+        def compact(t: torch.Tensor) -> Any:
+            if not bool((t != t[0]).any()):
+                return None if float(t[0]) == 0.0 else float(t[0])
+            return t
+
+        return r0, compact(a), [compact(c[:, k].contiguous()) for k in range(self.dim)]
+
+    @functools.cached_property
+    def _boundary_index(self) -> torch.Tensor:
+        """The flat indices of the boundary nodes (:attr:`boundary_mask`)."""
+        return torch.nonzero(self.boundary_mask).reshape(-1)
 
     # ------------------------------------------------------------------ training
     def fit(
