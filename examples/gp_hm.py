@@ -59,6 +59,7 @@ import scipy.sparse as sp
 import scipy.sparse.linalg as spla
 import torch
 
+from neuralsolve.allocator import keep_freed_memory
 from neuralsolve.datasets import pde
 from neuralsolve.fileio import atomic_path
 from neuralsolve.report import run_record, write_report
@@ -137,34 +138,59 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--step-time",
         action="store_true",
-        help="only time Adam steps (loss, backward, update) on P1 (400) and Q1 (400 x 400)",
+        help="only time Adam steps (loss, backward, update) on P1 (400) and Q1 (400 x 400), "
+        "with glibc's default allocator and after keep_freed_memory; writes step_time.json",
     )
     return p
 
 
 def step_time(args: argparse.Namespace) -> None:
     """Median and best wall time of one Adam step of GP-HM-StM (Q = 30) on P1 at N = 400 and
-    on Q1 on the 400 x 400 grid, after 3 warm-up steps."""
+    on Q1 on the 400 x 400 grid, after 5 warm-up steps: first with glibc's default
+    allocator, then after :func:`neuralsolve.allocator.keep_freed_memory` (a process setting
+    that cannot be undone, hence this order). Writes ``step_time.json`` to ``--out``."""
     n = 60 if QUICK else 400
-    reps = 3 if QUICK else 20
-    for name, case in (("poisson1d-hf", "P1"), ("poisson2d-hf", "Q1")):
-        gp = GPSolver(pde.make(name, case=case), n, kernel=args.kernel, Q=args.Q, frequency=0.0)
-        opt = torch.optim.Adam(gp.model.parameters(), lr=args.lr)
-        times = []
-        for i in range(3 + reps):
-            t0 = time.perf_counter()
-            opt.zero_grad()
-            gp.loss(gp.model).backward()
-            opt.step()
-            if i >= 3:
-                times.append(time.perf_counter() - t0)
-        times.sort()
-        print(
-            f"{case} grid {'x'.join(str(m) for m in gp.shape)}, {args.threads} thread(s): "
-            f"median {1e3 * times[len(times) // 2]:.1f} ms, best {1e3 * times[0]:.1f} ms per "
-            f"Adam step ({reps} steps)",
-            flush=True,
-        )
+    reps = 3 if QUICK else 40
+    cases = (("poisson1d-hf", "P1"), ("poisson2d-hf", "Q1"))
+    rows: list[dict[str, Any]] = []
+    for allocator in ("glibc default", "keep_freed_memory"):
+        if allocator == "keep_freed_memory" and not keep_freed_memory():
+            print("keep_freed_memory: not glibc, nothing to change", flush=True)
+            break
+        for name, case in cases:
+            gp = GPSolver(pde.make(name, case=case), n, kernel=args.kernel, Q=args.Q, frequency=0.0)
+            opt = torch.optim.Adam(gp.model.parameters(), lr=args.lr)
+            times = []
+            for i in range(5 + reps):
+                t0 = time.perf_counter()
+                opt.zero_grad()
+                gp.loss(gp.model).backward()
+                opt.step()
+                if i >= 5:
+                    times.append(time.perf_counter() - t0)
+            times.sort()
+            median, best = 1e3 * times[len(times) // 2], 1e3 * times[0]
+            grid = "x".join(str(m) for m in gp.shape)
+            rows.append(
+                {
+                    "problem": case,
+                    "grid": grid,
+                    "allocator": allocator,
+                    "threads": args.threads,
+                    "steps": reps,
+                    "median_ms": median,
+                    "best_ms": best,
+                }
+            )
+            print(
+                f"{case} grid {grid}, {args.threads} thread(s), {allocator}: median "
+                f"{median:.1f} ms, best {best:.1f} ms per Adam step ({reps} steps)",
+                flush=True,
+            )
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    meta = {**run_record(), "threads": args.threads}
+    write_report(out / "step_time.json", {"meta": meta, "results": rows})
 
 
 # ----------------------------------------------------------------------------- baselines

@@ -4,6 +4,7 @@ computations, a smooth problem to 1e-6, training through the Trainer, and bad in
 from __future__ import annotations
 
 import math
+import threading
 
 import pytest
 import torch
@@ -274,14 +275,15 @@ def test_q1_sin100_sin100_collocation_meets_the_2d_target():
         GPSolver(pde.make("allen-cahn", case="A1"), 400).solve_collocation()
 
 
+@pytest.mark.parametrize("kernel", ["sm", "stm"])
 @pytest.mark.parametrize(
     "name,case,n", [("poisson2d-hf", "Q2", (9, 7)), ("poisson1d-hf", "P4", (13,))]
 )
-def test_fused_path_equals_the_general_autograd_path(monkeypatch, name, case, n):
-    # the hand-written Toeplitz/FFT backward of the core against autograd through the same
-    # algebra: loss and every parameter's gradient to rounding
+def test_fused_path_equals_the_general_autograd_path(monkeypatch, name, case, n, kernel):
+    # the hand-written Toeplitz/FFT backward of the core and of the kernel values against
+    # autograd through the same algebra: loss and every parameter's gradient to rounding
     prob = pde.make(name, case=case)
-    gp = GPSolver(prob, n, kernel="sm", Q=3, frequency=0.0)
+    gp = GPSolver(prob, n, kernel=kernel, Q=3, frequency=0.0)
     _perturb(gp, 6)
     assert gp.fused
     params = list(gp.model.parameters())
@@ -310,3 +312,24 @@ def test_multiscale_p4_closed_form_meets_1e3_on_the_papers_grid_with_narrow_kern
     gp = GPSolver(prob, 900, kernel="sm", jitter=1e-8, log_ls=10.0)
     gp.solve_map(precision=math.exp(20))
     assert gp.error() < 1e-3
+
+
+def test_fused_loss_is_the_same_from_another_thread():
+    # the FFT scratch arrays are per thread: a second thread computes the same loss and gradient
+    gp = GPSolver(pde.make("poisson2d-hf", case="Q2"), (12, 10), kernel="stm", Q=3, frequency=0.0)
+    _perturb(gp, 4)
+    assert gp.fused
+    params = list(gp.model.parameters())
+
+    def loss_and_grads() -> list[torch.Tensor]:
+        loss = gp.loss(gp.model)
+        return [loss.detach(), *torch.autograd.grad(loss, params)]
+
+    here = loss_and_grads()
+    there: list[torch.Tensor] = []
+    worker = threading.Thread(target=lambda: there.extend(loss_and_grads()))
+    worker.start()
+    worker.join()
+    assert len(there) == len(here)
+    for a, b in zip(here, there, strict=True):
+        assert torch.equal(a, b)

@@ -90,18 +90,15 @@ def _diag_sums(M: Tensor) -> Tensor:
     return out.index_add_(0, _lag_index(n, M.device).reshape(-1), M.reshape(-1))
 
 
-def _spectrum(X: Tensor, dim: int, scratch: str | None = None) -> Tensor:
+def _spectrum(X: Tensor, dim: int) -> Tensor:
     """The real FFT of ``X`` along ``dim``, zero-padded to twice its length (no wrap-around
-    for lags up to ``n - 1``); written into the scratch array ``scratch`` when given."""
+    for lags up to ``n - 1``)."""
     n = X.shape[dim]
     shape = list(X.shape)
     shape[dim] = 2 * n
     padded = _buffer(f"padded{dim}", shape, X.dtype, X.device)  # its far half stays zero
     padded.narrow(dim, 0, n).copy_(X)
-    shape[dim] = n + 1
-    complex_dtype = torch.promote_types(X.dtype, torch.complex64)
-    out = None if scratch is None else _buffer(scratch, shape, complex_dtype, X.device)
-    return torch.fft.rfft(padded, dim=dim, out=out)
+    return torch.fft.rfft(padded, dim=dim)
 
 
 def _corr(FX: Tensor, FY: Tensor, dim: int, n: int) -> Tensor:
@@ -109,8 +106,7 @@ def _corr(FX: Tensor, FY: Tensor, dim: int, n: int) -> Tensor:
     other axis) from the spectra ``FX``, ``FY`` of :func:`_spectrum`: the diagonal sums of
     ``X Y^T`` (``dim = 0``) or of ``X^T Y`` (``dim = 1``) without forming the product."""
     L = 2 * n
-    product = _buffer(f"product{dim}", FX.shape, FX.dtype, FX.device)
-    c = torch.fft.irfft(torch.mul(FX, FY.conj(), out=product).sum(dim=1 - dim), n=L)
+    c = torch.fft.irfft((FX * FY.conj()).sum(dim=1 - dim), n=L)
     # lag m = i - j: m >= 0 at index m, m < 0 at L + m
     return torch.cat([c[L - (n - 1) :], c[:n]])
 
@@ -132,15 +128,8 @@ def _toeplitz_apply(Ft: Tensor, FX: Tensor, dim: int, n: int, *, overwrite: bool
     :func:`_embedding_spectrum` and ``FX`` of :func:`_spectrum` (``Ft.conj()`` applies
     ``T(c)^T``); ``overwrite`` multiplies ``FX`` in place."""
     Ft = Ft.reshape((-1, 1) if dim == 0 else (1, -1))
-    if overwrite:
-        product = FX.mul_(Ft)
-    else:
-        product = torch.mul(FX, Ft, out=_buffer(f"product{dim}", FX.shape, FX.dtype, FX.device))
-    shape = list(product.shape)
-    shape[dim] = 2 * n
-    full = _buffer(f"inverse{dim}", shape, Ft.real.dtype, FX.device)
-    torch.fft.irfft(product, n=2 * n, dim=dim, out=full)
-    return full.narrow(dim, 0, n).clone(memory_format=torch.contiguous_format)
+    product = FX.mul_(Ft) if overwrite else FX * Ft
+    return torch.fft.irfft(product, n=2 * n, dim=dim).narrow(dim, 0, n).contiguous()
 
 
 class _KronCore(torch.autograd.Function):
@@ -174,16 +163,16 @@ class _KronCore(torch.autograd.Function):
         n1, n2 = P0.shape
         g = float(gq)
         # axis 1: Y1 = A1 (g_q P1 + T1^T Gx) = g_q S + A1 T1^T Gx
-        FG = _spectrum(Gx, 0, "spectrum0")
+        FG = _spectrum(Gx, 0)
         dk1dd = _corr(FG, F0, 0, n1)  # diag sums of Gx P0^T
         Y1 = A1 @ _toeplitz_apply(Ft1.conj(), FG, 0, n1, overwrite=True).add_(P1, alpha=g)
-        FY = _spectrum(Y1, 0, "spectrum0")
+        FY = _spectrum(Y1, 0)
         dk1 = _diag_sums(A1).mul_(float(gl) * n2).sub_(_corr(FY, F0, 0, n1))
         # axis 2: Y2 = (g_q P0 + Gy T2) A2
-        FG = _spectrum(Gy, 1, "spectrum1")
+        FG = _spectrum(Gy, 1)
         dk2dd = _corr(FG, F1, 1, n2)  # diag sums of Gy^T P1
         Y2 = _toeplitz_apply(Ft2.conj(), FG, 1, n2, overwrite=True).add_(P0, alpha=g) @ A2
-        FY = _spectrum(Y2, 1, "spectrum1")
+        FY = _spectrum(Y2, 1)
         dk2 = _diag_sums(A2).mul_(float(gl) * n1).sub_(_corr(F1, FY, 1, n2))
         return dk1, dk1dd, dk2, dk2dd, Y1.add_(Y2), None
 
