@@ -36,7 +36,8 @@ Methods, per problem:
 
 Errors: relative L2 on a uniform grid of at least 10 points per wavelength (4001 points for
 P1), against the exact solution, float64. Times are wall-clock seconds on this machine, with
-``--threads`` threads.
+``--threads`` threads, after :func:`neuralsolve.allocator.keep_freed_memory` (as
+``neuralsolve train gp``).
 
 Run: python examples/gp_hm.py [--problems P1,P2,P3,P4,P5,A1,Q1,Q2] [--steps 20000]
 [--time-limit 600] [--pinn-time-limit 300] [--precision 4.9e8] [--threads 1]
@@ -432,6 +433,7 @@ def main() -> None:
         step_time(args)
         print("ok")
         return
+    keep_freed_memory()  # as `neuralsolve train gp` does
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     rows: list[dict[str, Any]] = []
