@@ -5,7 +5,7 @@ each. glibc's ``malloc`` serves blocks that large from ``mmap`` or from the top 
 and when they are freed it returns the pages to the kernel (``munmap``, or a heap trim once
 more than ``M_TRIM_THRESHOLD`` bytes are free at the top). The next step asks for the same
 sizes again, and every page of them comes back through a page fault and is zeroed by the
-kernel. For the 2-D GP-HM step on a 400 x 400 grid that is about a fifth of the step
+kernel. For the 2-D GP-HM step on a 400 x 400 grid that is about a quarter of the step
 (``docs/benchmarks/gp_hm.md``).
 
 :func:`keep_freed_memory` raises the two thresholds with ``mallopt`` (the documented tunables

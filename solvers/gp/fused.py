@@ -1,4 +1,5 @@
-"""The 2-D GP-HM core with a hand-written backward that uses the Toeplitz structure.
+"""The GP-HM core on a uniform grid, with a hand-written backward that uses the Toeplitz
+structure.
 
 On a uniform ``n_1 x n_2`` grid the per-axis kernel matrices are Toeplitz:
 ``K_k = T(kappa_k) + jitter I`` and ``K_k'' = T(kappa_k'')``, with ``T(c)_{ij} = c_{i-j}`` built
@@ -8,19 +9,31 @@ from the ``2 n_k - 1`` kernel values ``c``. :func:`kron_core` returns
 * ``quad = tr(U^T A_1 U A_2)`` (``A_k = K_k^{-1}``),
 * ``Hx = K_1'' A_1 U`` and ``Hy = U A_2 K_2''^T`` (the conditional mean's second derivatives),
 
-from ``(kappa_1, kappa_1'', kappa_2, kappa_2'', U)``. Forward: one Cholesky and inverse per
-axis and four ``n x n`` products (``P_0 = A_1 U``, ``P_1 = U A_2``, ``Hx``, ``Hy``). Backward,
-with ``g_l``, ``g_q``, ``G_x``, ``G_y`` the incoming gradients and ``S = A_1 U A_2``:
+from ``(kappa_1, kappa_1'', kappa_2, kappa_2'', U)``.
 
-* ``dU = 2 g_q S + A_1 K_1''^T G_x + G_y K_2'' A_2``;
+Forward: one Cholesky factorisation and inverse per axis, two ``n x n`` products
+(``P_0 = A_1 U``, ``P_1 = U A_2``), and ``Hx``, ``Hy`` as circulant products by FFT:
+``T(c)`` is the top-left block of the ``2n``-periodic circulant with first column
+``(c_0, .., c_{n-1}, 0, c_{-(n-1)}, .., c_{-1})``, so ``T(c) X`` is the first ``n`` rows of
+``irfft(rfft(col) * rfft(X zero-padded to 2n))`` along the axis (``T(c)^T`` takes the
+conjugate spectrum).
+
+Backward, with ``g_l``, ``g_q``, ``G_x``, ``G_y`` the incoming gradients and
+``S = A_1 U A_2``:
+
+* ``dU = Y_1 + Y_2`` with ``Y_1 = A_1 (g_q P_1 + K_1''^T G_x)`` and
+  ``Y_2 = (g_q P_0 + G_y K_2'') A_2`` (so ``Y_1 + Y_2 = 2 g_q S + A_1 K_1''^T G_x +
+  G_y K_2'' A_2``);
 * ``dK_1'' = G_x P_0^T``, ``dK_2'' = G_y^T P_1``;
 * ``dK_1 = -A_1 dA_1 A_1 + g_l n_2 A_1`` with ``dA_1 = (g_q P_1 + K_1''^T G_x) U^T``, i.e.
-  ``-(g_q S + A_1 K_1''^T G_x) P_0^T + g_l n_2 A_1``; the same for axis 2.
+  ``-Y_1 P_0^T + g_l n_2 A_1``; for axis 2, ``-P_1^T Y_2 + g_l n_1 A_2``.
 
 A Toeplitz parameter's gradient is the sum of its matrix gradient along each diagonal; for a
 product ``X Y^T`` that is the cross-correlation of the columns of ``X`` and ``Y`` summed over
-columns, computed by FFT (``O(n^2 log n)``) instead of forming the product. The backward thus
-takes five ``n x n`` products where autograd through the same algebra takes twelve.
+columns, computed by FFT (``O(n^2 log n)``) instead of forming the product. The spectra of
+``P_0``, ``P_1`` and of the incoming gradients serve both the circulant products and these
+correlations. A step thus takes four ``n x n`` products (two forward, two backward), where
+autograd through the same algebra takes sixteen.
 
 :func:`kron_core_1d` is the 1-D case (``n_2 = 1``): ``logdet = log|K|``, ``quad = u^T A u``,
 ``H = K'' A u``; its backward is matrix-vector products and correlations of vectors only
@@ -61,9 +74,10 @@ _scratch = threading.local()
 def _buffer(name: str, shape: Sequence[int], dtype: torch.dtype, device: torch.device) -> Tensor:
     """A scratch tensor of this thread, kept from call to call (zero when first made).
 
-    A 400 x 400 step goes through some sixty temporaries of 1-3 MB; glibc hands blocks that
-    large back to the system when they are freed, so each new one costs page faults, about a
-    quarter of the step. The FFT work arrays, which never leave a call, are reused instead.
+    Used for the zero-padded FFT inputs: ``torch.fft.rfft(x, n=2n)`` pads into a fresh zeroed
+    array on every call, which costs more than the transform (and, with glibc, page faults for
+    a block that large; see :mod:`neuralsolve.allocator`). Here the far half stays zero and only
+    the near half is written.
     """
     store: dict[tuple[Any, ...], Tensor] = _scratch.__dict__.setdefault("buffers", {})
     key = (name, tuple(shape), dtype, device)
