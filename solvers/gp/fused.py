@@ -61,7 +61,7 @@ def toeplitz(c: torch.Tensor, n: int) -> torch.Tensor:
     return c[_lag_index(n, c.device)]
 
 
-@functools.lru_cache(maxsize=16)
+@functools.lru_cache(maxsize=4)
 def _lag_index(n: int, device: torch.device) -> torch.Tensor:
     """``I_{ij} = i - j + n - 1`` ``(n, n)``: where entry ``(i, j)`` of ``T(c)`` sits in ``c``."""
     idx = torch.arange(n, device=device)
