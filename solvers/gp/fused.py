@@ -76,8 +76,9 @@ def _buffer(name: str, shape: Sequence[int], dtype: torch.dtype, device: torch.d
 
     Used for the zero-padded FFT inputs: ``torch.fft.rfft(x, n=2n)`` pads into a fresh zeroed
     array on every call, which costs more than the transform (and, with glibc, page faults for
-    a block that large; see :mod:`neuralsolve.allocator`). Here the far half stays zero and only
-    the near half is written.
+    a block this large; see :mod:`neuralsolve.allocator`). Here the far half stays zero and only
+    the near half is written. (The transforms' outputs are not reused: with ``out=`` torch's CPU
+    FFT computes into a temporary and copies.)
     """
     store: dict[tuple[Any, ...], Tensor] = _scratch.__dict__.setdefault("buffers", {})
     key = (name, tuple(shape), dtype, device)
@@ -115,19 +116,21 @@ def _spectrum(X: Tensor, dim: int) -> Tensor:
     return torch.fft.rfft(padded, dim=dim)
 
 
-def _corr(FX: Tensor, FY: Tensor, dim: int, n: int) -> Tensor:
+def _corr(FX: Tensor, FYc: Tensor, dim: int, n: int) -> Tensor:
     """``s[m + n - 1] = sum_{i - j = m} sum_c X_ic Y_jc`` (lags along ``dim``, summed over the
-    other axis) from the spectra ``FX``, ``FY`` of :func:`_spectrum`: the diagonal sums of
-    ``X Y^T`` (``dim = 0``) or of ``X^T Y`` (``dim = 1``) without forming the product."""
+    other axis) from the spectrum ``FX`` of :func:`_spectrum` and the *conjugate* spectrum
+    ``FYc`` of ``Y``: the diagonal sums of ``X Y^T`` (``dim = 0``) or of ``X^T Y``
+    (``dim = 1``) without forming the product. (Conjugated once by the caller: a product with
+    a lazily conjugated tensor copies it first.)"""
     L = 2 * n
-    c = torch.fft.irfft((FX * FY.conj()).sum(dim=1 - dim), n=L)
+    c = torch.fft.irfft((FX * FYc).sum(dim=1 - dim), n=L)
     # lag m = i - j: m >= 0 at index m, m < 0 at L + m
     return torch.cat([c[L - (n - 1) :], c[:n]])
 
 
 def _corr_cols(X: Tensor, Y: Tensor) -> Tensor:
     """``_diag_sums(X @ Y.T)`` by FFT along the rows: the column cross-correlations summed."""
-    return _corr(_spectrum(X, 0), _spectrum(Y, 0), 0, X.shape[0])
+    return _corr(_spectrum(X, 0), _spectrum(Y, 0).conj_physical_(), 0, X.shape[0])
 
 
 def _embedding_spectrum(c: Tensor, n: int) -> Tensor:
@@ -137,13 +140,17 @@ def _embedding_spectrum(c: Tensor, n: int) -> Tensor:
     return torch.fft.rfft(col)
 
 
-def _toeplitz_apply(Ft: Tensor, FX: Tensor, dim: int, n: int, *, overwrite: bool = False) -> Tensor:
+def _toeplitz_apply(
+    Ft: Tensor, FX: Tensor, dim: int, n: int, *, overwrite: bool = False, contiguous: bool = True
+) -> Tensor:
     """``T(c)`` applied along ``dim`` of ``X`` from the spectra ``Ft`` of
     :func:`_embedding_spectrum` and ``FX`` of :func:`_spectrum` (``Ft.conj()`` applies
-    ``T(c)^T``); ``overwrite`` multiplies ``FX`` in place."""
+    ``T(c)^T``); ``overwrite`` multiplies ``FX`` in place; ``contiguous=False`` returns a view
+    into the inverse transform (no copy)."""
     Ft = Ft.reshape((-1, 1) if dim == 0 else (1, -1))
     product = FX.mul_(Ft) if overwrite else FX * Ft
-    return torch.fft.irfft(product, n=2 * n, dim=dim).narrow(dim, 0, n).contiguous()
+    out = torch.fft.irfft(product, n=2 * n, dim=dim).narrow(dim, 0, n)
+    return out.contiguous() if contiguous else out
 
 
 class _KronCore(torch.autograd.Function):
@@ -166,28 +173,32 @@ class _KronCore(torch.autograd.Function):
         # axis 1 works along the rows (against P0), axis 2 along the columns (against P1)
         F0, F1 = _spectrum(P0, 0), _spectrum(P1, 1)
         Hx, Hy = _toeplitz_apply(Ft1, F0, 0, n1), _toeplitz_apply(Ft2, F1, 1, n2)
-        ctx.save_for_backward(A1, A2, Ft1, Ft2, P0, P1, F0, F1)
+        # the backward correlates against P0 and P1: keep their conjugate spectra
+        ctx.save_for_backward(A1, A2, Ft1, Ft2, P0, P1, F0.conj_physical_(), F1.conj_physical_())
         return n2 * ld1 + n1 * ld2, quad, Hx, Hy
 
     @staticmethod
     def backward(  # type: ignore[override]
         ctx: Any, gl: torch.Tensor, gq: torch.Tensor, Gx: torch.Tensor, Gy: torch.Tensor
     ) -> tuple[torch.Tensor | None, ...]:
-        A1, A2, Ft1, Ft2, P0, P1, F0, F1 = ctx.saved_tensors
+        A1, A2, Ft1, Ft2, P0, P1, F0c, F1c = ctx.saved_tensors
         n1, n2 = P0.shape
         g = float(gq)
         # axis 1: Y1 = A1 (g_q P1 + T1^T Gx) = g_q S + A1 T1^T Gx
         FG = _spectrum(Gx, 0)
-        dk1dd = _corr(FG, F0, 0, n1)  # diag sums of Gx P0^T
-        Y1 = A1 @ _toeplitz_apply(Ft1.conj(), FG, 0, n1, overwrite=True).add_(P1, alpha=g)
+        dk1dd = _corr(FG, F0c, 0, n1)  # diag sums of Gx P0^T
+        TG = _toeplitz_apply(Ft1.conj(), FG, 0, n1, overwrite=True, contiguous=False)
+        Y1 = A1 @ TG.add_(P1, alpha=g)
         FY = _spectrum(Y1, 0)
-        dk1 = _diag_sums(A1).mul_(float(gl) * n2).sub_(_corr(FY, F0, 0, n1))
+        dk1 = _diag_sums(A1).mul_(float(gl) * n2).sub_(_corr(FY, F0c, 0, n1))
         # axis 2: Y2 = (g_q P0 + Gy T2) A2
         FG = _spectrum(Gy, 1)
-        dk2dd = _corr(FG, F1, 1, n2)  # diag sums of Gy^T P1
-        Y2 = _toeplitz_apply(Ft2.conj(), FG, 1, n2, overwrite=True).add_(P0, alpha=g) @ A2
+        dk2dd = _corr(FG, F1c, 1, n2)  # diag sums of Gy^T P1
+        TG = _toeplitz_apply(Ft2.conj(), FG, 1, n2, overwrite=True, contiguous=False)
+        Y2 = TG.add_(P0, alpha=g) @ A2
         FY = _spectrum(Y2, 1)
-        dk2 = _diag_sums(A2).mul_(float(gl) * n1).sub_(_corr(F1, FY, 1, n2))
+        # diag sums of P1^T Y2: those of Y2^T P1 with the lags reversed
+        dk2 = _diag_sums(A2).mul_(float(gl) * n1).sub_(_corr(FY, F1c, 1, n2).flip(0))
         return dk1, dk1dd, dk2, dk2dd, Y1.add_(Y2), None
 
 

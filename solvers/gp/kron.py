@@ -84,9 +84,10 @@ class _SPDInverseLogdet(torch.autograd.Function):
                 f"a {K.shape[0]} x {K.shape[0]} kernel factor is not positive definite "
                 f"(Cholesky failed at column {int(info)}): raise the jitter"
             )
-        A = torch.cholesky_inverse(L)
-        A = 0.5 * (A + A.T)
         logdet = 2 * torch.log(torch.diagonal(L)).sum()
+        inverse = torch.cholesky_inverse(L)
+        # symmetrised into L's (row-major) memory: no further n x n block
+        A = torch.add(inverse, inverse.mT, out=L).mul_(0.5)
         ctx.save_for_backward(A)
         return A, logdet
 

@@ -459,14 +459,14 @@ class GPSolver:
             ]
             logdet, quad, Hx, Hy = kron_core(*vals, U, self.jitter)
             derivatives = [Hx, Hy]
-        R = r0
+        R = r0.clone()  # then updated in place: one n-sized block, not one per term
         for coefficient, field in zip([a, *c], [U, *derivatives], strict=True):
             if coefficient is None:
                 continue
             if isinstance(coefficient, float):
-                R = torch.add(R, field.reshape(-1), alpha=coefficient)
+                R = R.add_(field.reshape(-1), alpha=coefficient)
             else:
-                R = torch.addcmul(R, coefficient, field.reshape(-1))
+                R = R.addcmul_(coefficient, field.reshape(-1))
         return logdet, quad, R
 
     @functools.cached_property
