@@ -67,7 +67,7 @@ __all__ = [
 ]
 
 # Default AdamW learning rates per model, from the sweep in docs/benchmarks/operators.md.
-DEFAULT_LR: dict[str, float] = {"fno": 3e-3, "lsm": 1e-3, "t1": 3e-3, "deeponet": 1e-3}
+DEFAULT_LR: dict[str, float] = {"fno": 3e-3, "lsm": 3e-3, "t1": 3e-3, "deeponet": 1e-3}
 
 # Models tied to their training grid, with the measured error of evaluating at half the
 # training grid (Darcy 64 x 64 -> 32 x 32, 20 epochs, docs/benchmarks/operators.md).

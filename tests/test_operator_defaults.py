@@ -150,7 +150,7 @@ def test_lsm_defaults_and_refusal_on_a_small_grid() -> None:
 
 
 def test_default_learning_rates() -> None:
-    assert default_lr("fno") == 3e-3 and default_lr("lsm") == 1e-3
+    assert default_lr("fno") == 3e-3 and default_lr("lsm") == 3e-3
     assert default_lr("some-other-model") == 1e-3
 
 

@@ -134,7 +134,7 @@ def add_train_operator_parser(tsub: Any) -> None:
         "--lr",
         type=float,
         default=None,
-        help="learning rate (default: the model's: fno 3e-3, lsm 1e-3, t1 3e-3, deeponet 1e-3)",
+        help="learning rate (default: the model's: fno 3e-3, lsm 3e-3, t1 3e-3, deeponet 1e-3)",
     )
     o.add_argument("--weight-decay", type=float, default=1e-4, help="(default: 1e-4)")
     o.add_argument(
