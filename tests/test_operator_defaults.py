@@ -15,7 +15,11 @@ import torch
 
 from neuralsolve.cli import main
 from neuralsolve.datasets import H5Dataset, write_dataset, write_pdebench_darcy
-from neuralsolve.datasets.generators import burgers_initial_condition, darcy
+from neuralsolve.datasets.generators import (
+    burgers_initial_condition,
+    darcy,
+    vorticity_initial_condition,
+)
 from neuralsolve.datasets.hdf5 import describe
 from neuralsolve.errors import GridTransferWarning
 from neuralsolve.operators import create, evaluate, load_operator, train_operator
@@ -82,6 +86,9 @@ def test_periodic_inputs_give_no_fno_padding(n: int) -> None:
     rng = np.random.default_rng(0)
     u0 = np.stack([burgers_initial_condition(256, rng) for _ in range(8)])  # (8, 256)
     assert wraparound(u0[:, None]).periodic
+    # and the Navier-Stokes initial vorticity (periodic unit square)
+    w0 = np.stack([vorticity_initial_condition(32, rng) for _ in range(8)])  # (8, 32, 32)
+    assert wraparound(w0[:, None]).periodic
 
 
 @pytest.mark.parametrize("n", [16, 32])
