@@ -196,7 +196,7 @@ def lsm_layout(grid: Sequence[int]) -> tuple[int, tuple[int, ...]]:
     Examples
     --------
     >>> lsm_layout((16, 16)), lsm_layout((64, 64)), lsm_layout((85, 85))
-    (((3, (4, 4)), (5, (4, 4)), (4, (4, 4)))
+    ((3, (4, 4)), (5, (4, 4)), (4, (4, 4)))
     """
     best_levels, patches = 5, []
     for n in grid:
