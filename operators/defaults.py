@@ -1,4 +1,4 @@
-"""Model settings derived from the data's grid, and checks that explicit settings fit it.
+r"""Model settings derived from the data's grid, and checks that explicit settings fit it.
 
 A config field that the user does not give is derived from the training grid (see
 :func:`resolve_options`); a field that is given but cannot work on the grid is refused with a
@@ -9,7 +9,9 @@ message that says what would. The defaults come from runs on Darcy flow at 16 x 
 model      derived from the grid ``n`` (per axis)
 ========== =============================================================================
 fno        ``modes = min(12, max(1, n // 4))``; an explicit ``modes`` above ``n // 2`` is
-           refused (the grid holds no higher frequency).
+           refused (the grid holds no higher frequency). ``padding`` from the input fields
+           (below): 0 when they wrap around (a periodic problem), 0.125 of each axis when
+           they do not (walls, as Darcy's; neuraloperator's Darcy setting).
 lsm        ``patch`` and ``levels`` such that ``patch * 2**(levels - 1)`` divides the grid
            (or pads it by at most 15%), at most 5 levels, at least 2 cells per axis on the
            coarsest level, patch 4 where the grid allows it; ``width`` 16 (the config's 32
@@ -21,24 +23,51 @@ deeponet   ``sensors`` the grid.
 ========== =============================================================================
 
 The learning rate is not a model field; :func:`default_lr` gives each model's.
+
+Periodic or not, from the file. The FFT of a Fourier layer treats the grid as periodic; on a
+problem with walls the zero padding of FNO removes that assumption. Whether the problem is
+periodic is read from the training inputs ``x`` (samples ``s``, channels ``c``) by
+:func:`wraparound`: per axis, with ``x_i`` the slice at index ``i`` along it (``n`` slices),
+
+.. math::
+
+    r = \max_c \frac{\operatorname{mean}_s |x_{n-1} - x_0|}
+                      {\operatorname{mean}_{s,\, i < n-1} |x_{i+1} - x_i|}
+
+the step across the edge over the typical step between neighbours inside (``0 / 0 = 0``: a
+channel constant along the axis does not count). A periodic field sampled without its end
+point steps across the edge as it steps anywhere, ``r ~ 1`` (``r = 0`` when the end point
+repeats the first); the two edges of a field with walls are a whole domain apart, and ``r``
+grows with the grid. The inputs wrap around when ``r <= 2`` (:data:`WRAP_THRESHOLD`) on every
+axis. On the first 64 samples of the generators' data: Darcy's coefficient 5.6-6.2 at
+16 x 16 and 19 at 64 x 64 (walls: padding 0.125); Burgers' initial condition (n = 256) 1.2
+and Navier-Stokes' initial vorticity (64 x 64) 0.88-0.96 (periodic: no padding).
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
+
+import numpy as np
+import torch
 
 __all__ = [
     "DEFAULT_LR",
     "GRID_BOUND_TRANSFER",
+    "WALL_PADDING",
+    "WRAP_THRESHOLD",
+    "Wraparound",
     "default_lr",
     "lsm_layout",
     "resolve_options",
+    "wraparound",
 ]
 
 # Default AdamW learning rates per model, from the sweep in docs/benchmarks/operators.md.
-DEFAULT_LR: dict[str, float] = {"fno": 3e-3, "lsm": 1e-3, "t1": 3e-3, "deeponet": 1e-3}
+DEFAULT_LR: dict[str, float] = {"fno": 3e-3, "lsm": 3e-3, "t1": 3e-3, "deeponet": 1e-3}
 
 # Models tied to their training grid, with the measured error of evaluating at half the
 # training grid (Darcy 64 x 64 -> 32 x 32, 20 epochs, docs/benchmarks/operators.md).
@@ -48,6 +77,12 @@ GRID_BOUND_TRANSFER: dict[str, str] = {
     "(docs/benchmarks/operators.md)",
 }
 
+# Inputs wrap around (periodic problem) when the edge-to-edge step is at most this many times
+# the typical neighbour step, on every axis (see the module docstring).
+WRAP_THRESHOLD = 2.0
+# FNO's zero padding, as a fraction of each axis, on inputs that do not wrap around.
+WALL_PADDING = 0.125
+
 _LSM_MAX_PAD = 0.25  # an explicit LSM layout may pad each axis by at most this fraction
 _LSM_AUTO_PAD = 0.15  # a derived layout pads each axis by at most this fraction
 
@@ -55,6 +90,81 @@ _LSM_AUTO_PAD = 0.15  # a derived layout pads each axis by at most this fraction
 def default_lr(model: str) -> float:
     """The default learning rate (AdamW) of ``model``: 1e-3 for a model not in the table."""
     return DEFAULT_LR.get(model, 1e-3)
+
+
+@dataclass(frozen=True)
+class Wraparound:
+    """Whether the input fields wrap around: the periodicity test of the module docstring.
+
+    Attributes
+    ----------
+    ratios : tuple of float
+        Per grid axis, ``r``: the step across the edge over the typical neighbour step (the
+        largest over the channels).
+    threshold : float
+        The inputs wrap around when every ratio is at most this.
+    """
+
+    ratios: tuple[float, ...]
+    threshold: float = WRAP_THRESHOLD
+
+    @property
+    def periodic(self) -> bool:
+        """Every axis wraps around."""
+        return all(r <= self.threshold for r in self.ratios)
+
+    def __str__(self) -> str:
+        ratios = ", ".join(f"{r:.2g}" for r in self.ratios)
+        if self.periodic:
+            return f"inputs wrap around: edge step / neighbour step {ratios} <= {self.threshold:g}"
+        return f"inputs do not wrap around: edge step / neighbour step {ratios}, not all <= " + (
+            f"{self.threshold:g}"
+        )
+
+
+def wraparound(inputs: torch.Tensor | np.ndarray, threshold: float = WRAP_THRESHOLD) -> Wraparound:
+    """Test whether input fields wrap around each grid axis (see the module docstring).
+
+    Parameters
+    ----------
+    inputs : tensor or array, shape ``(samples, channels, *grid)``
+        Some training inputs (a few dozen samples are plenty).
+    threshold : float
+        The largest ratio of the edge step to the neighbour step that counts as wrapping.
+
+    Returns
+    -------
+    Wraparound
+
+    Raises
+    ------
+    ValueError
+        ``inputs`` with fewer than 3 axes or fewer than 2 points on a grid axis.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> x = np.linspace(0, 1, 32, endpoint=False)
+    >>> wraparound(np.sin(2 * np.pi * x)[None, None]).periodic  # one period: wraps around
+    True
+    >>> wraparound(x[None, None]).periodic  # a ramp: the edges are a domain apart
+    False
+    """
+    x = torch.as_tensor(inputs).detach().to("cpu", torch.float64)
+    if x.ndim < 3 or min(x.shape[2:]) < 2:
+        raise ValueError(
+            f"inputs of shape {tuple(x.shape)}: expected (samples, channels, *grid) with at "
+            "least 2 points per grid axis"
+        )
+    ratios = []
+    for axis in range(2, x.ndim):
+        rest = [d for d in range(x.ndim) if d != 1]  # average over everything but channels
+        inner = x.diff(dim=axis).abs().mean(dim=rest)  # (channels,)
+        edge = (x.select(axis, -1) - x.select(axis, 0)).abs()
+        edge = edge.mean(dim=[d for d in range(edge.ndim) if d != 1])  # (channels,)
+        ratio = torch.where(inner > 0, edge / inner.clamp_min(1e-300), torch.zeros_like(edge))
+        ratios.append(float(ratio.max()))
+    return Wraparound(tuple(ratios), threshold)
 
 
 def _grid_text(grid: Sequence[int]) -> str:
@@ -86,7 +196,7 @@ def lsm_layout(grid: Sequence[int]) -> tuple[int, tuple[int, ...]]:
     Examples
     --------
     >>> lsm_layout((16, 16)), lsm_layout((64, 64)), lsm_layout((85, 85))
-    (((3, (4, 4)), (5, (4, 4)), (4, (4, 4)))
+    ((3, (4, 4)), (5, (4, 4)), (4, (4, 4)))
     """
     best_levels, patches = 5, []
     for n in grid:
@@ -107,7 +217,11 @@ def lsm_layout(grid: Sequence[int]) -> tuple[int, tuple[int, ...]]:
 
 
 def resolve_options(
-    model: str, grid: Sequence[int], given: Mapping[str, Any]
+    model: str,
+    grid: Sequence[int],
+    given: Mapping[str, Any],
+    *,
+    periodic: Wraparound | bool | None = None,
 ) -> tuple[dict[str, Any], dict[str, str]]:
     """The config fields of ``model`` on ``grid``: ``given`` plus those derived from the grid.
 
@@ -119,6 +233,10 @@ def resolve_options(
         The training grid, points per axis.
     given : mapping
         Fields set by the user; they are kept as they are, after the checks below.
+    periodic : Wraparound or bool, optional
+        Whether the problem is periodic: the :func:`wraparound` test of the training inputs,
+        or the caller's word. FNO's ``padding``, when not given, is 0 on a periodic problem and
+        :data:`WALL_PADDING` otherwise; left to the config's default (0) when None.
 
     Returns
     -------
@@ -152,6 +270,13 @@ def resolve_options(
             modes = tuple(min(12, max(1, n // 4)) for n in grid)
             options["modes"] = modes[0] if len(set(modes)) == 1 else modes
             derived["modes"] = f"min(12, n // 4) on a {text} grid"
+        if "padding" not in given and periodic is not None:
+            wraps = periodic.periodic if isinstance(periodic, Wraparound) else bool(periodic)
+            why = str(periodic) if isinstance(periodic, Wraparound) else "told so"
+            options["padding"] = 0.0 if wraps else WALL_PADDING
+            derived["padding"] = (
+                f"0 (periodic: {why})" if wraps else f"{WALL_PADDING:g} (walls: {why})"
+            )
     elif model == "t1":
         fft = given.get("transform", "dct") == "fft"
         limit = tuple(max(1, n // 2) for n in grid)

@@ -29,7 +29,7 @@ from neuralsolve.errors import DataFormatError
 from neuralsolve.fileio import atomic_path
 
 from .base import MODELS, config_dict, create
-from .defaults import GRID_BOUND_TRANSFER, resolve_options
+from .defaults import GRID_BOUND_TRANSFER, resolve_options, wraparound
 from .t1 import T1, spectral_relative_l2
 
 __all__ = [
@@ -136,7 +136,8 @@ def train_operator(
     model_options : dict, optional
         Config fields for a model given by name. Fields left out that depend on the grid
         (FNO's and T1's modes, LSM's levels, patch and width, DeepONet's sensors, T1's
-        resolution) are derived from the training grid by
+        resolution) are derived from the training grid, and FNO's padding from whether the
+        first (up to 64) training inputs wrap around, by
         :func:`~neuralsolve.operators.defaults.resolve_options`; a given field that cannot work
         on the grid raises a ``ValueError`` saying what would.
     loss : {"l2", "spectral"}
@@ -165,7 +166,11 @@ def train_operator(
     if isinstance(model, str):
         if model not in MODELS:
             raise ValueError(f"unknown model {model!r}; available: {', '.join(sorted(MODELS))}")
-        options, derived = resolve_options(model, grid, model_options or {})
+        # whether the problem is periodic, from the first training inputs (FNO's padding)
+        inputs = torch.stack([train[i][0] for i in range(min(len(train), 64))])  # type: ignore[arg-type]
+        options, derived = resolve_options(
+            model, grid, model_options or {}, periodic=wraparound(inputs)
+        )
         options.setdefault("in_channels", int(a0.shape[0]))
         options.setdefault("out_channels", int(u0.shape[0]))
         options.setdefault("dim", len(grid))

@@ -15,12 +15,23 @@ import torch
 
 from neuralsolve.cli import main
 from neuralsolve.datasets import H5Dataset, write_dataset, write_pdebench_darcy
-from neuralsolve.datasets.generators import darcy
+from neuralsolve.datasets.generators import (
+    burgers_initial_condition,
+    darcy,
+    vorticity_initial_condition,
+)
 from neuralsolve.datasets.hdf5 import describe
 from neuralsolve.errors import GridTransferWarning
 from neuralsolve.operators import create, evaluate, load_operator, train_operator
 from neuralsolve.operators.comparison import aggregate_seeds, format_table
-from neuralsolve.operators.defaults import default_lr, lsm_layout, resolve_options
+from neuralsolve.operators.defaults import (
+    WALL_PADDING,
+    WRAP_THRESHOLD,
+    default_lr,
+    lsm_layout,
+    resolve_options,
+    wraparound,
+)
 from neuralsolve.optim import TrainerConfig
 
 
@@ -45,6 +56,66 @@ def test_fno_modes_beyond_the_grid_are_refused_with_what_would_work() -> None:
     assert options == {"modes": 8, "width": 20} and derived == {}  # given values are kept
     with pytest.raises(ValueError, match="at most n // 2 = 32 x 8"):  # per axis
         resolve_options("fno", (64, 16), {"modes": (12, 12)})
+
+
+def _periodic_field(n: int, samples: int, seed: int) -> np.ndarray:
+    """Smooth random fields on the periodic unit square (no end point): a sum of random
+    Fourier modes up to wavenumber 4, shape ``(samples, 1, n, n)``."""
+    rng = np.random.default_rng(seed)
+    x = np.arange(n) / n
+    out = np.zeros((samples, 1, n, n))
+    for kx in range(-4, 5):
+        for ky in range(-4, 5):
+            phase = rng.uniform(0, 2 * np.pi, samples)[:, None, None]
+            amp = rng.normal(size=samples)[:, None, None] / (1 + kx * kx + ky * ky)
+            out[:, 0] += amp * np.cos(2 * np.pi * (kx * x[:, None] + ky * x[None, :]) + phase)
+    return out
+
+
+@pytest.mark.parametrize("n", [16, 64])
+def test_periodic_inputs_give_no_fno_padding(n: int) -> None:
+    test = wraparound(_periodic_field(n, 32, seed=n))
+    # the step across the edge is one more neighbour step: ratio near 1, within the threshold
+    assert test.periodic and all(0.5 < r < WRAP_THRESHOLD for r in test.ratios)
+    options, derived = resolve_options("fno", (n, n), {}, periodic=test)
+    assert options["padding"] == 0.0 and "inputs wrap around" in derived["padding"]
+    # a periodic grid that repeats its end point: the edges are equal, ratio 0
+    x = np.linspace(0, 1, n + 1)
+    assert wraparound(np.sin(2 * np.pi * x)[None, None]).ratios == pytest.approx((0.0,), abs=1e-12)
+    # the 1-D Burgers initial condition of our generator (periodic interval)
+    rng = np.random.default_rng(0)
+    u0 = np.stack([burgers_initial_condition(256, rng) for _ in range(8)])  # (8, 256)
+    assert wraparound(u0[:, None]).periodic
+    # and the Navier-Stokes initial vorticity (periodic unit square)
+    w0 = np.stack([vorticity_initial_condition(32, rng) for _ in range(8)])  # (8, 32, 32)
+    assert wraparound(w0[:, None]).periodic
+
+
+@pytest.mark.parametrize("n", [16, 32])
+def test_darcy_inputs_give_fno_padding(n: int) -> None:
+    a = darcy(n, 16, seed=5).inputs  # piecewise-constant coefficient, walls at the edges
+    test = wraparound(a)
+    assert not test.periodic and min(test.ratios) > 2 * WRAP_THRESHOLD
+    options, derived = resolve_options("fno", (n, n), {}, periodic=test)
+    assert options["padding"] == WALL_PADDING == 0.125
+    assert "inputs do not wrap around" in derived["padding"]
+    # one axis periodic and the other not is not periodic: FNO pads every axis alike
+    mixed = _periodic_field(n, 8, seed=1)
+    mixed[..., :] += np.linspace(0, 5, n)  # a ramp along the last axis
+    assert not wraparound(mixed).periodic and wraparound(mixed).ratios[0] < WRAP_THRESHOLD
+
+
+def test_given_padding_wins_and_no_data_leaves_the_default() -> None:
+    walls = wraparound(np.linspace(0, 1, 16)[None, None, :, None] * np.ones((4, 1, 16, 16)))
+    options, derived = resolve_options("fno", (16, 16), {"padding": 0.0}, periodic=walls)
+    assert options["padding"] == 0.0 and "padding" not in derived
+    assert "padding" not in resolve_options("fno", (16, 16), {})[0]  # no test: config's 0
+    assert resolve_options("fno", (16, 16), {}, periodic=True)[0]["padding"] == 0.0
+    # a channel constant along an axis (0 / 0) does not count as a wall
+    const = np.ones((2, 1, 8, 8))
+    assert wraparound(const).ratios == (0.0, 0.0)
+    with pytest.raises(ValueError, match=r"expected \(samples, channels, \*grid\)"):
+        wraparound(np.ones((4, 16)))
 
 
 def test_t1_modes_follow_the_grid_and_are_checked() -> None:
@@ -86,7 +157,7 @@ def test_lsm_defaults_and_refusal_on_a_small_grid() -> None:
 
 
 def test_default_learning_rates() -> None:
-    assert default_lr("fno") == 3e-3 and default_lr("lsm") == 1e-3
+    assert default_lr("fno") == 3e-3 and default_lr("lsm") == 3e-3
     assert default_lr("some-other-model") == 1e-3
 
 
@@ -101,9 +172,11 @@ def test_resolved_config_is_logged_and_recorded(darcy16: Path, tmp_path: Path) -
     text = "\n".join(lines)
     assert "fno on a 16 x 16 grid: modes=4*, width=8, layers=1" in text
     assert "lr=0.002" in text and "derived: modes: min(12, n // 4)" in text
+    assert "padding=0.125*" in text and "padding: 0.125 (walls: inputs do not wrap around" in text
     record = load_operator(tmp_path / "best.pt").metadata["resolved"]
     assert list(record["config"]["modes"]) == [4, 4]
     assert record["given"] == {"width": 8, "layers": 1}
+    assert record["config"]["padding"] == 0.125 and "do not wrap" in record["derived"]["padding"]
     assert record["grid"] == [16, 16] and record["trainer"]["lr"] == 2e-3
     assert op.metadata["resolved"] == record
 

@@ -38,8 +38,9 @@ examples:
   neuralsolve train operator --data darcy16.h5 --model fno,lsm,t1,deeponet --epochs 50 --out runs/cmp
 
 Model fields left out are derived from the training grid (FNO's and T1's modes, LSM's levels,
-patch and width, DeepONet's sensors) and the learning rate from the model; the resolved config
-is printed before training and recorded in the checkpoint (and summary.json). A field given
+patch and width, DeepONet's sensors), FNO's padding from whether the training inputs wrap
+around (0.125 of each axis for walls, 0 for a periodic problem), and the learning rate from the
+model; the resolved config is printed before training and recorded in the checkpoint (and summary.json). A field given
 with --set that cannot work on the grid is refused with what would. With --seeds K or several
 models, each run goes to OUT/MODEL/seedS and OUT/comparison.{json,md,png} holds the mean and
 min-max over the seeds for each model.
@@ -133,7 +134,7 @@ def add_train_operator_parser(tsub: Any) -> None:
         "--lr",
         type=float,
         default=None,
-        help="learning rate (default: the model's: fno 3e-3, lsm 1e-3, t1 3e-3, deeponet 1e-3)",
+        help="learning rate (default: the model's: fno 3e-3, lsm 3e-3, t1 3e-3, deeponet 1e-3)",
     )
     o.add_argument("--weight-decay", type=float, default=1e-4, help="(default: 1e-4)")
     o.add_argument(
