@@ -530,7 +530,7 @@ class GPSolver:
         -----
         On Linux with glibc, call :func:`neuralsolve.allocator.keep_freed_memory` once before
         a long fit on a large 2-D grid: a 400 x 400 step then takes about 16 ms on two cores
-        instead of 22 ms (``docs/benchmarks/gp_hm.md``). ``neuralsolve train gp`` does so;
+        instead of 20-21 ms (``docs/benchmarks/gp_hm.md``). ``neuralsolve train gp`` does so;
         the package never changes the allocator on its own.
         """
         config = TrainerConfig.full_batch(
