@@ -45,7 +45,7 @@ def _plain(k, d: torch.Tensor) -> torch.Tensor:
 @pytest.mark.parametrize("name", sorted(KERNELS))
 def test_derivatives_match_autograd(name):
     k = _kernel(name)
-    # points away from d = 0, where |d| is smooth (Matern's third derivative jumps there)
+    # points away from d = 0, where |d| is smooth (autograd through |d| is not defined there)
     d = torch.cat([torch.linspace(-2.0, -0.05, 40, dtype=F64), torch.linspace(0.05, 2, 40)])
     d = d.to(F64).requires_grad_(True)
     vals = [_plain(k, d)]

@@ -35,8 +35,8 @@ SE: ``psi' = -2 alpha d psi``, ``psi'' = (4 alpha^2 d^2 - 2 alpha) psi``,
 ``psi'''' = (16 alpha^4 d^4 - 48 alpha^3 d^2 + 12 alpha^2) psi``;
 
 Matern-5/2 (``e = e^{-s|d|}``): ``psi' = -(s^2/3) d (1 + s|d|) e``,
-``psi'' = -(s^2/3)(1 + s|d| - s^2 d^2) e``; it is twice differentiable only (its third
-derivative jumps at ``d = 0``), so orders above 2 are refused.
+``psi'' = -(s^2/3)(1 + s|d| - s^2 d^2) e``; :meth:`Kernel1d.forward` stops there (the
+second derivative is all GP-HM needs), so orders above 2 are refused.
 
 The values with their parameter gradients in closed form. :meth:`Kernel1d.toeplitz_pair` gives
 ``k`` and ``k''`` at the ``2n - 1`` offsets of a uniform grid in one pass, with a hand-written
