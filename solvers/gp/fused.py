@@ -128,11 +128,6 @@ def _corr(FX: Tensor, FYc: Tensor, dim: int, n: int) -> Tensor:
     return torch.cat([c[L - (n - 1) :], c[:n]])
 
 
-def _corr_cols(X: Tensor, Y: Tensor) -> Tensor:
-    """``_diag_sums(X @ Y.T)`` by FFT along the rows: the column cross-correlations summed."""
-    return _corr(_spectrum(X, 0), _spectrum(Y, 0).conj_physical_(), 0, X.shape[0])
-
-
 def _embedding_spectrum(c: Tensor, n: int) -> Tensor:
     """The spectrum of the ``2n``-periodic circulant that holds ``T(c)`` in its top-left
     ``n x n`` block: first column ``(c_0, .., c_{n-1}, 0, c_{-(n-1)}, .., c_{-1})``."""
@@ -233,10 +228,12 @@ class _KronCore1d(torch.autograd.Function):
         ctx: Any, gl: torch.Tensor, gq: torch.Tensor, gH: torch.Tensor
     ) -> tuple[torch.Tensor | None, ...]:
         A, T, p = ctx.saved_tensors
+        n = p.shape[0]
         w = gq * p + A @ (T.T @ gH)  # A z with z = g_q u + T''^T g_H
         du = gq * p + w
-        dkdd = _corr_cols(gH[:, None], p[:, None])
-        dk = -_corr_cols(w[:, None], p[:, None]) + gl * _diag_sums(A)
+        Fp = _spectrum(p[:, None], 0).conj_physical_()  # both correlations are against p
+        dkdd = _corr(_spectrum(gH[:, None], 0), Fp, 0, n)
+        dk = -_corr(_spectrum(w[:, None], 0), Fp, 0, n) + gl * _diag_sums(A)
         return dk, dkdd, du, None
 
 

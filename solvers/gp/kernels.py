@@ -243,16 +243,11 @@ class StudentTMixture(Kernel1d):
         return out
 
     def _psi_upto3(self, d: torch.Tensor) -> list[torch.Tensor]:
+        out = self._psi(d, 2)
         s = math.sqrt(5.0) * torch.exp(self.log_ls).reshape(self.Q, 1)
         t = s * d  # s |d| with d >= 0
-        e = torch.exp(-t)
-        s2 = s * s / 3
-        return [
-            (1 + t + t * t / 3) * e,
-            -s2 * d * (1 + t) * e,
-            -s2 * (1 + t - t * t) * e,
-            s2 * s * t * (3 - t) * e,
-        ]
+        out.append(s**3 * t * (3 - t) * torch.exp(-t) / 3)  # (s^4 d / 3)(3 - s d) e^{-s d}
+        return out
 
 
 class Matern52(StudentTMixture):
