@@ -5,10 +5,12 @@ optimizer steps and the same seeds, on the DAS/AAS problems (peak2d, two-peak2d,
 
 Budget per run: a tanh MLP (``--width`` 32 x ``--depth`` 6 hidden layers), ``--n-points`` 1000
 collocation points (RAR-D starts there and adds 10 per round), ``--steps`` 10000 Adam steps at
-lr 1e-3, new points every ``--resample-every`` 1000 steps, float32. Reported per (problem,
-sampler): the relative L2 error on fixed test points (PINN.error: a 201^2 grid in 2-D, 1e5
-fixed random points for d > 3, half of them about the solution's focus, importance-weighted),
-mean and min / max over the seeds, and the wall time per run.
+lr 1e-3 (``--schedule`` constant or cosine), new points every ``--resample-every`` 1000 steps,
+float32, the boundary term weighted by ``--boundary-weight`` (1), fixed or, with
+``--loss-balance grad-norm``, balanced by gradient norms (``PINN``'s module notes). Reported
+per (problem, sampler): the relative L2 error on fixed test points (PINN.error: a 201^2 grid in
+2-D, 1e5 fixed random points for d > 3, half of them about the solution's focus,
+importance-weighted), mean and min / max over the seeds, and the wall time per run.
 
 For the first problem (and first seed) it also estimates the Hessian spectral density of the
 final PINN loss in the network's parameters, uniform against AAS, by stochastic Lanczos
@@ -131,6 +133,20 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--steps", type=positive_int, default=30 if QUICK else 10_000, help="Adam steps")
     p.add_argument("--lr", type=positive_float, default=1e-3, help="Adam learning rate")
     p.add_argument(
+        "--schedule", choices=["constant", "cosine"], default="constant",
+        help="learning-rate schedule over the --steps (cosine: down to 0 at the last step)",
+    )  # fmt: skip
+    p.add_argument(
+        "--boundary-weight", type=positive_float, default=1.0,
+        help="w_b, the weight of the Dirichlet term in the loss (DeepXDE's loss_weights[1]); "
+        "with --loss-balance grad-norm, its start",
+    )  # fmt: skip
+    p.add_argument(
+        "--loss-balance", choices=["fixed", "grad-norm"], default="fixed",
+        help="fixed weights, or balanced by gradient norms every 100 steps (ours only; "
+        "DeepXDE keeps --boundary-weight)",
+    )  # fmt: skip
+    p.add_argument(
         "--resample-every", type=positive_int, default=10 if QUICK else 1000,
         help="optimizer steps per round of collocation points",
     )  # fmt: skip
@@ -166,11 +182,15 @@ def run_one(problem_name: str, sampler: str, seed: int, args: argparse.Namespace
         sampler=sampler,
         n_points=args.n_points,
         resample_every=args.resample_every,
+        boundary_weight=args.boundary_weight,
+        loss_balance=args.loss_balance,
         dtype=args.dtype,
         seed=seed,
     )
     start = time.perf_counter()
-    result = pinn.fit(args.steps, optimizer="adam", lr=args.lr, progress=False)
+    result = pinn.fit(
+        args.steps, optimizer="adam", lr=args.lr, schedule=args.schedule, progress=False
+    )
     seconds = time.perf_counter() - start
     error = pinn.error()
     row = {
@@ -181,6 +201,7 @@ def run_one(problem_name: str, sampler: str, seed: int, args: argparse.Namespace
         "seconds": seconds,
         "final_loss": result.final_loss,
         "final_points": int(pinn.rounds.points.shape[0]),
+        "final_boundary_weight": pinn.boundary_weight,
     }
     print(
         f"  {problem_name} {sampler} seed {seed}: rel. L2 {error:.4g}, loss "
@@ -367,7 +388,8 @@ def run_deepxde(dde, problem_name: str, sampler: str, seed: int, args: argparse.
     )  # fmt: skip
     net = dde.nn.FNN([dim] + [args.width] * args.depth + [1], "tanh", "Glorot normal")
     model = dde.Model(data, net)
-    model.compile("adam", lr=args.lr)
+    decay = ("cosine", args.steps, 0.0) if args.schedule == "cosine" else None
+    model.compile("adam", lr=args.lr, loss_weights=[1.0, args.boundary_weight], decay=decay)
     rounds = args.steps // args.resample_every if sampler == "rad" else 1
     per_round = args.resample_every if sampler == "rad" else args.steps
     rng = np.random.default_rng(seed)
@@ -429,7 +451,9 @@ def main() -> None:
     rows = summarise(runs)
     budget = (
         f"{args.depth}x{args.width} tanh, {args.n_points} points, {args.steps} Adam steps "
-        f"(lr {args.lr:g}), resample every {args.resample_every}, {args.dtype}"
+        f"(lr {args.lr:g}, {args.schedule}), w_b {args.boundary_weight:g} "
+        f"({args.loss_balance}), resample every "
+        f"{args.resample_every}, {args.dtype}"
     )
     meta = {
         **run_record(),
@@ -441,6 +465,9 @@ def main() -> None:
         "n_points": args.n_points,
         "steps": args.steps,
         "lr": args.lr,
+        "schedule": args.schedule,
+        "boundary_weight": args.boundary_weight,
+        "loss_balance": args.loss_balance,
         "resample_every": args.resample_every,
         "dtype": args.dtype,
         "lanczos_steps": args.lanczos_steps,

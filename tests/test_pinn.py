@@ -68,9 +68,11 @@ class CrashingProblem:
         return self._problem.residual(x, u_fn)
 
 
-@pytest.mark.parametrize("sampler", ["aas", "rad"])
+@pytest.mark.parametrize(
+    ("sampler", "balance"), [("aas", "fixed"), ("rad", "fixed"), ("rad", "grad-norm")]
+)
 def test_a_crashed_run_resumes_to_the_same_losses_sampler_included(
-    tmp_path: Path, sampler: str
+    tmp_path: Path, sampler: str, balance: str
 ) -> None:
     options = {"steps": 5, "n_candidates": 256} if sampler == "aas" else {"n_candidates": 256}
 
@@ -83,6 +85,8 @@ def test_a_crashed_run_resumes_to_the_same_losses_sampler_included(
             sampler_options=options,
             n_points=32,
             resample_every=3,
+            loss_balance=balance,
+            balance_every=2,
             seed=1,
         )
 
@@ -97,15 +101,64 @@ def test_a_crashed_run_resumes_to_the_same_losses_sampler_included(
     resumed = make(tmp_path / "b")
     assert fit(resumed, tmp_path / "b", resume=True).losses == losses
     torch.testing.assert_close(resumed.rounds.points, full.rounds.points, rtol=0, atol=0)
+    assert resumed.boundary_weight == full.boundary_weight
+    if balance == "grad-norm":
+        history = repr(full.balance.history)  # repr: its nan targets compare equal
+        assert repr(resumed.balance.history) == history and len(full.balance.history) == 6
 
 
-def test_plot_and_error_on_a_2d_problem(tmp_path: Path) -> None:
-    pinn = PINN(ns.datasets.pde.make("peak2d"), net=MLP(width=8, depth=1), n_points=32)
-    path = pinn.plot(tmp_path / "peak.png", grid=21)
-    assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
-    assert pinn.error(grid=21) > 0
-    with pytest.raises(ValueError, match="1-D and 2-D"):
-        PINN(ns.datasets.pde.make("exp-nd", d=3), n_points=8).plot(tmp_path / "x.png")
+def _gradient_norm(value: torch.Tensor, model: torch.nn.Module) -> float:
+    params = list(model.parameters())
+    grads = torch.autograd.grad(value, params, retain_graph=True, allow_unused=True)
+    return float(torch.cat([g.reshape(-1) for g in grads if g is not None]).norm())
+
+
+@pytest.mark.parametrize("problem", ["peak2d", "burgers"])
+def test_grad_norm_balance_sets_the_weights_to_the_gradient_norm_ratios(problem: str) -> None:
+    pinn = PINN(
+        ns.datasets.pde.make(problem),
+        net=MLP(width=8, depth=2),
+        n_points=64,
+        loss_balance="grad-norm",
+        balance_every=3,
+        dtype="float64",
+    )
+    assert pinn.boundary_weight == 1.0 and pinn.initial_weight == 1.0
+    r = (pinn.problem.residual(pinn.rounds.points, pinn.model) ** 2).mean()
+    gr = _gradient_norm(r, pinn.model)
+    gap = pinn.model(pinn.boundary_points) - pinn.boundary_values
+    want_b = gr / _gradient_norm((gap**2).mean(), pinn.model)
+    if problem == "burgers":
+        gap0 = pinn.model(pinn.initial_points) - pinn.initial_values
+        want_0 = gr / _gradient_norm((gap0**2).mean(), pinn.model)
+    pinn.fit(1, lr=1e-3, progress=False)  # the first update sets the weights outright
+    assert pinn.boundary_weight == pytest.approx(want_b, rel=1e-10)
+    assert pinn.boundary_weight != pytest.approx(1.0, rel=1e-3)
+    if problem == "burgers":
+        assert pinn.initial_weight == pytest.approx(want_0, rel=1e-10)
+    else:
+        assert pinn.initial_weight == 1.0
+    assert [h[0] for h in pinn.balance.history] == [0]
+
+
+def test_grad_norm_updates_are_a_moving_average_of_the_ratio() -> None:
+    pinn = PINN(
+        ns.datasets.pde.make("peak2d"),
+        net=MLP(width=8, depth=2),
+        n_points=64,
+        loss_balance="grad-norm",
+        balance_every=2,
+        dtype="float64",
+    )
+    pinn.fit(5, lr=1e-2, progress=False)  # updates before steps 0, 2 and 4
+    steps, w_b, w_0, target_b, target_0 = zip(*pinn.balance.history, strict=True)
+    assert steps == (0, 2, 4) and w_0 == (1.0, 1.0, 1.0)
+    assert all(math.isnan(t) for t in target_0)  # a steady problem has no initial term
+    assert w_b[0] == target_b[0]
+    for k in (1, 2):
+        assert w_b[k] == pytest.approx(0.9 * w_b[k - 1] + 0.1 * target_b[k], rel=1e-12)
+    assert len(set(target_b)) == 3  # the parameters moved: each update saw a new ratio
+    assert pinn.boundary_weight == w_b[-1]
 
 
 def test_bad_input_is_refused_before_any_training() -> None:
@@ -116,6 +169,10 @@ def test_bad_input_is_refused_before_any_training() -> None:
         PINN(prob, n_points=0)
     with pytest.raises(TypeError, match="PDEProblem"):
         PINN("peak2d")
+    with pytest.raises(ValueError, match="'peak2d'.*loss_balance 'auto'.*grad-norm"):
+        PINN(prob, loss_balance="auto")
+    with pytest.raises(ValueError, match="balance_every"):
+        PINN(prob, loss_balance="grad-norm", balance_every=0)
 
     class TwoOutputs(torch.nn.Module):
         def forward(self, x: torch.Tensor) -> torch.Tensor:

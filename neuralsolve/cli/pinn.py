@@ -71,6 +71,19 @@ def add_pinn_parser(tsub: Any) -> None:
     p.add_argument(
         "--hard-dirichlet", action="store_true", help="build the boundary data into the network"
     )
+    p.add_argument(
+        "--boundary-weight",
+        type=float,
+        default=1.0,
+        help="weight of the boundary (and initial) term in the loss (default: 1)",
+    )
+    p.add_argument(
+        "--loss-balance",
+        choices=["fixed", "grad-norm"],
+        default="fixed",
+        help="keep the weights (fixed, the default) or balance them by gradient norms every "
+        "100 steps (grad-norm: each term pulls the parameters as hard as the residual)",
+    )
     add_full_batch_run_args(p, lr=1e-3, kind="pinn")
     p.add_argument("--grid", type=int, default=201, help="points per axis of the error grid")
     p.add_argument("--seed", type=int, default=0, help="(default: 0)")
@@ -93,6 +106,9 @@ def _cmd_train_pinn(args: argparse.Namespace) -> int:
         n_points=args.n_points,
         resample_every=args.resample_every,
         hard_dirichlet=args.hard_dirichlet,
+        boundary_weight=args.boundary_weight,
+        initial_weight=args.boundary_weight,
+        loss_balance=args.loss_balance,
         dtype=args.dtype,
         device=args.device,
         seed=args.seed,
