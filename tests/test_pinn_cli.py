@@ -34,6 +34,16 @@ def test_a_run_writes_checkpoint_metrics_summary_and_plot(tmp_path: Path) -> Non
     assert summary["steps"] == 6 and summary["rel_l2"] > 0
     assert len(_losses(out)) == 6
     assert (out / "last.pt").exists() and (out / "pinn.png").exists()
+    assert summary["loss_balance"] == "fixed" and summary["boundary_weight"] == 1.0
+
+
+def test_grad_norm_balance_from_the_shell_records_its_weight(tmp_path: Path) -> None:
+    out = tmp_path / "run"
+    options = ["--loss-balance", "grad-norm", "--boundary-weight", "3"]
+    assert main([*SMALL, *options, "--steps", "2", "--out", str(out)]) == 0
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["loss_balance"] == "grad-norm"
+    assert summary["boundary_weight"] > 0 and summary["boundary_weight"] != 3.0
 
 
 @pytest.mark.slow

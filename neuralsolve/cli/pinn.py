@@ -127,6 +127,8 @@ def _cmd_train_pinn(args: argparse.Namespace) -> int:
             "stop_reason": result.stop_reason,
             "train_seconds": result.seconds,
             "final_loss": result.final_loss,
+            "loss_balance": args.loss_balance,
+            "boundary_weight": pinn.boundary_weight,
             "rel_l2": error,
         }
         write_report(
