@@ -306,7 +306,7 @@ class PINN:
         self.initial_weight = check_nonnegative_float("initial_weight", initial_weight)
         if loss_balance not in LOSS_BALANCES:
             raise ValueError(
-                f"{'PINN for problem ' + _problem_name(problem)}: unknown loss_balance "
+                f"PINN for problem {_problem_name(problem)}: unknown loss_balance "
                 f"{loss_balance!r}; available: {', '.join(LOSS_BALANCES)}"
             )
         self.loss_balance = loss_balance
