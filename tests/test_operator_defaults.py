@@ -23,7 +23,7 @@ from neuralsolve.datasets.generators import (
 from neuralsolve.datasets.hdf5 import describe
 from neuralsolve.errors import GridTransferWarning
 from neuralsolve.operators import create, evaluate, load_operator, train_operator
-from neuralsolve.operators.comparison import aggregate_seeds, format_table
+from neuralsolve.operators.comparison import aggregate_seeds, comparison_split, format_table
 from neuralsolve.operators.defaults import (
     WALL_PADDING,
     WRAP_THRESHOLD,
@@ -227,6 +227,20 @@ def test_aggregate_seeds_gives_mean_and_min_max() -> None:
 
 
 # ----------------------------------------------------------------------------- CLI
+def test_comparison_split_can_test_on_the_cli_samples() -> None:
+    # the benchmark scripts' default: the test samples follow the training ones
+    assert comparison_split(1200, 300, 100) == (range(300), range(300, 400))
+    # -1: the file's last samples, those `train operator --val 0` tests on
+    assert comparison_split(1200, 300, 100, -1) == (range(300), range(1100, 1200))
+    assert comparison_split(1200, 300, 100, 500) == (range(300), range(500, 600))
+    with pytest.raises(ValueError, match="overlap"):
+        comparison_split(1200, 300, 100, 250)
+    with pytest.raises(ValueError, match="run past"):
+        comparison_split(1200, 300, 100, 1150)
+    with pytest.raises(ValueError, match="overlap"):
+        comparison_split(350, 300, 100, -1)
+
+
 def test_cli_compares_models_over_seeds(
     darcy16: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
