@@ -74,7 +74,7 @@ DEFAULT_LR: dict[str, float] = {"fno": 3e-3, "lsm": 3e-3, "t1": 3e-3, "deeponet"
 # training grid (Darcy 64 x 64 -> 32 x 32, 20 epochs, docs/benchmarks/operators.md).
 GRID_BOUND_TRANSFER: dict[str, str] = {
     "lsm": "on Darcy, LSM trained at 64 x 64 gave a test error of 0.48 at 32 x 32 against 0.011 "
-    "at 64 x 64, and trained at 16 x 16 0.46 at 32 x 32 against 0.027 at 16 x 16 "
+    "at 64 x 64, and trained at 16 x 16 0.47 at 32 x 32 against 0.025 at 16 x 16 "
     "(docs/benchmarks/operators.md)",
 }
 
