@@ -4,6 +4,8 @@ small public set looks like (``nu`` / ``tensor`` / ``x-coordinate`` / ``y-coordi
 The samples are solved by our generator at ``--n`` (default 32, pcg-amg to rtol 1e-10) and
 written at that grid and sub-sampled by stride 2 (what ``--resolution`` does in training), so
 ``darcy_pdebench_16.h5`` and ``darcy_pdebench_32.h5`` hold the same samples in the same order.
+With ``--n 16`` the 16 x 16 file is solved at 16 x 16, not sub-sampled (its input determines
+its solution; write it to another ``--out`` folder than the sub-sampled one).
 
 Run: python examples/darcy_pdebench.py --out runs/data [--samples 1200] [--n 32]
 (NEURALSOLVE_QUICK=1: 24 samples at 16 and 8). Then, for example::

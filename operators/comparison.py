@@ -342,9 +342,53 @@ def comparison_parser(
         "data: the first --train samples train, the next --test test",
     )  # fmt: skip
     parser.add_argument(
+        "--test-from", type=int, default=None, metavar="INDEX",
+        help="with --data: the test samples start at this index (default: right after the "
+        "training samples; -1 for the file's last --test samples, the split of `neuralsolve "
+        "train operator --val 0`)",
+    )  # fmt: skip
+    parser.add_argument(
         "--batch-size", type=int, default=None, help="(default: 20; 10 under NEURALSOLVE_QUICK)"
     )
     return parser
+
+
+def comparison_split(
+    size: int, train: int, test: int, test_from: int | None = None
+) -> tuple[range, range]:
+    """The training and test indices of a benchmark run on a file of ``size`` samples.
+
+    Parameters
+    ----------
+    size
+        Samples in the file.
+    train, test
+        How many samples train and test; training takes the first ``train``.
+    test_from
+        The first test index: ``None`` right after the training samples, ``-1`` the file's last
+        ``test`` samples (what ``neuralsolve train operator --val 0`` tests on).
+
+    Returns
+    -------
+    tuple of range
+        ``(train_indices, test_indices)``.
+
+    Raises
+    ------
+    ValueError
+        If the test samples overlap the training samples or run past the file.
+    """
+    start = train if test_from is None else size - test if test_from == -1 else test_from
+    if start < train:
+        raise ValueError(
+            f"the test samples from index {start} overlap the {train} training samples "
+            f"(0-{train - 1}): --test-from must be at least {train}"
+        )
+    if start + test > size:
+        raise ValueError(
+            f"{test} test samples from index {start} run past the file's {size} samples"
+        )
+    return range(train), range(start, start + test)
 
 
 def run_comparison(
@@ -385,14 +429,17 @@ def run_comparison(
         data = out / f"{problem}{args.n}_{samples}{variant}.h5"
         if not data.exists():
             generate(problem, n=args.n, samples=samples, seed=0, out=data, **options)
-    train = H5Dataset(data, range(args.train))
-    test = H5Dataset(data, range(args.train, samples))
+    test_from = getattr(args, "test_from", None)
+    if test_from is not None and not getattr(args, "data", None):
+        raise SystemExit("--test-from picks test samples in a --data file")
+    size = len(H5Dataset(data)) if test_from is not None else samples
+    train_idx, test_idx = comparison_split(size, args.train, args.test, test_from)
+    train = H5Dataset(data, train_idx)
+    test = H5Dataset(data, test_idx)
     eval_data = {}
     if half_grid:
         grid = test[0][0].shape[1:]
-        eval_data["half_grid"] = H5Dataset(
-            data, range(args.train, samples), resolution=grid[0] // 2
-        )
+        eval_data["half_grid"] = H5Dataset(data, test_idx, resolution=grid[0] // 2)
     config = TrainerConfig(
         optimizer=args.optimizer, optimizer_options={"weight_decay": 1e-4}, lr=args.lr,
         schedule="cosine", epochs=args.epochs, seed=0,
@@ -403,7 +450,7 @@ def run_comparison(
         raise SystemExit(f"--seeds must be at least 1, got {args.seeds}")
     rows = compare_operators(specs, train, test, config, eval_data=eval_data, seeds=args.seeds)
     meta = {"problem": title, "train": args.train, "test": args.test, "epochs": args.epochs,
-            "seeds": args.seeds,
+            "seeds": args.seeds, "test_indices": [test_idx.start, test_idx.stop - 1],
             "data": str(data), "generator_options": options,
             "trainer": dict(vars(config))}  # fmt: skip
     stem = f"operators_{problem}{variant}"

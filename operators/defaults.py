@@ -16,7 +16,8 @@ lsm        ``patch`` and ``levels`` such that ``patch * 2**(levels - 1)`` divide
            (or pads it by at most 15%), at most 5 levels, at least 2 cells per axis on the
            coarsest level, patch 4 where the grid allows it; ``width`` 16 (the config's 32
            costs 4x FNO's time per step at 64 x 64). An explicit pair that pads the grid by
-           more than 1/4 per axis is refused.
+           more than 1/4 per axis is refused. ``periodic`` (circular convolutions) from the
+           same test as FNO's padding, when the layout does not pad the grid.
 t1         ``modes = min(24, n // 2)`` (DCT) or ``min(12, n // 4)`` (FFT, of each sign);
            ``resolution`` the grid. An explicit ``modes`` above ``n // 2`` is refused.
 deeponet   ``sensors`` the grid.
@@ -73,7 +74,7 @@ DEFAULT_LR: dict[str, float] = {"fno": 3e-3, "lsm": 3e-3, "t1": 3e-3, "deeponet"
 # training grid (Darcy 64 x 64 -> 32 x 32, 20 epochs, docs/benchmarks/operators.md).
 GRID_BOUND_TRANSFER: dict[str, str] = {
     "lsm": "on Darcy, LSM trained at 64 x 64 gave a test error of 0.48 at 32 x 32 against 0.011 "
-    "at 64 x 64, and trained at 16 x 16 0.46 at 32 x 32 against 0.027 at 16 x 16 "
+    "at 64 x 64, and trained at 16 x 16 0.47 at 32 x 32 against 0.025 at 16 x 16 "
     "(docs/benchmarks/operators.md)",
 }
 
@@ -236,7 +237,9 @@ def resolve_options(
     periodic : Wraparound or bool, optional
         Whether the problem is periodic: the :func:`wraparound` test of the training inputs,
         or the caller's word. FNO's ``padding``, when not given, is 0 on a periodic problem and
-        :data:`WALL_PADDING` otherwise; left to the config's default (0) when None.
+        :data:`WALL_PADDING` otherwise; LSM's ``periodic`` (circular convolutions), when not
+        given, follows the same test, and stays False where the LSM layout zero-pads the grid.
+        Both are left to the config's defaults (0, False) when None.
 
     Returns
     -------
@@ -340,4 +343,31 @@ def resolve_options(
         if "width" not in given:
             options["width"] = 16
             derived["width"] = "16: a training step within 2x FNO's (32 costs 4x at 64 x 64)"
+        if "periodic" not in given and periodic is not None:
+            options["periodic"], derived["periodic"] = _lsm_periodic(grid, options, periodic)
     return options, derived
+
+
+def _lsm_periodic(
+    grid: tuple[int, ...], options: Mapping[str, Any], periodic: Wraparound | bool
+) -> tuple[bool, str]:
+    """LSM's ``periodic`` from the wrap-around test (the one that sets FNO's padding), and why.
+
+    Inputs that wrap around make the convolutions pad circularly, unless the layout in
+    ``options`` zero-pads the grid: a periodic LSM takes no padding, so it stays False then.
+    """
+    wraps = periodic.periodic if isinstance(periodic, Wraparound) else bool(periodic)
+    why = str(periodic) if isinstance(periodic, Wraparound) else "told so"
+    if not wraps:
+        return False, f"False (walls: {why})"
+    levels = options.get("levels", 5)
+    patch = _per_axis(options.get("patch", 4), len(grid))
+    if isinstance(levels, int) and patch is not None:
+        multiple = [q * 2 ** (levels - 1) for q in patch]
+        padded = tuple(_padded(n, m) for n, m in zip(grid, multiple, strict=True))
+        if padded != grid:
+            return False, (
+                f"False ({why}, but levels={levels} with patch={options.get('patch', 4)!r} "
+                f"zero-pad the grid to {_grid_text(padded)}, which a periodic LSM cannot do)"
+            )
+    return True, f"True (circular convolutions; {why})"

@@ -23,7 +23,7 @@ from neuralsolve.datasets.generators import (
 from neuralsolve.datasets.hdf5 import describe
 from neuralsolve.errors import GridTransferWarning
 from neuralsolve.operators import create, evaluate, load_operator, train_operator
-from neuralsolve.operators.comparison import aggregate_seeds, format_table
+from neuralsolve.operators.comparison import aggregate_seeds, comparison_split, format_table
 from neuralsolve.operators.defaults import (
     WALL_PADDING,
     WRAP_THRESHOLD,
@@ -105,6 +105,27 @@ def test_darcy_inputs_give_fno_padding(n: int) -> None:
     assert not wraparound(mixed).periodic and wraparound(mixed).ratios[0] < WRAP_THRESHOLD
 
 
+def test_lsm_periodic_follows_the_wraparound_test() -> None:
+    periodic = wraparound(_periodic_field(16, 32, seed=2))
+    options, derived = resolve_options("lsm", (16, 16), {}, periodic=periodic)
+    assert options["periodic"] is True and "circular" in derived["periodic"]
+    assert "inputs wrap around" in derived["periodic"]
+    walls = wraparound(darcy(16, 8, seed=5).inputs)
+    options, derived = resolve_options("lsm", (16, 16), {}, periodic=walls)
+    assert options["periodic"] is False and "do not wrap around" in derived["periodic"]
+    # a layout that zero-pads the grid (85 -> 96) cannot be periodic: False, and said why
+    options, derived = resolve_options("lsm", (85, 85), {}, periodic=True)
+    assert options["periodic"] is False and "zero-pad the grid to 96 x 96" in derived["periodic"]
+    # given: kept; no test: the config's default (False), nothing derived
+    options, derived = resolve_options("lsm", (16, 16), {"periodic": False}, periodic=periodic)
+    assert options["periodic"] is False and "periodic" not in derived
+    assert "periodic" not in resolve_options("lsm", (16, 16), {})[0]
+    # the derived flag builds a model that runs on the grid with circular convolutions
+    options, _ = resolve_options("lsm", (16, 16), {"width": 8, "heads": 4}, periodic=periodic)
+    model = create("lsm", dim=2, **options)
+    assert model.config.periodic and model(torch.zeros(2, 1, 16, 16)).shape == (2, 1, 16, 16)
+
+
 def test_given_padding_wins_and_no_data_leaves_the_default() -> None:
     walls = wraparound(np.linspace(0, 1, 16)[None, None, :, None] * np.ones((4, 1, 16, 16)))
     options, derived = resolve_options("fno", (16, 16), {"padding": 0.0}, periodic=walls)
@@ -179,6 +200,13 @@ def test_resolved_config_is_logged_and_recorded(darcy16: Path, tmp_path: Path) -
     assert record["config"]["padding"] == 0.125 and "do not wrap" in record["derived"]["padding"]
     assert record["grid"] == [16, 16] and record["trainer"]["lr"] == 2e-3
     assert op.metadata["resolved"] == record
+    # LSM's periodic flag is derived and recorded like FNO's padding
+    lsm, _ = train_operator(
+        "lsm", H5Dataset(darcy16, range(16)), TrainerConfig(steps=1, batch_size=8, progress=False),
+        model_options={"width": 8, "heads": 4},
+    )  # fmt: skip
+    record = lsm.metadata["resolved"]
+    assert record["config"]["periodic"] is False and "do not wrap" in record["derived"]["periodic"]
 
 
 def test_lsm_refuses_another_grid_unless_asked(darcy16: Path) -> None:
@@ -227,6 +255,20 @@ def test_aggregate_seeds_gives_mean_and_min_max() -> None:
 
 
 # ----------------------------------------------------------------------------- CLI
+def test_comparison_split_can_test_on_the_cli_samples() -> None:
+    # the benchmark scripts' default: the test samples follow the training ones
+    assert comparison_split(1200, 300, 100) == (range(300), range(300, 400))
+    # -1: the file's last samples, those `train operator --val 0` tests on
+    assert comparison_split(1200, 300, 100, -1) == (range(300), range(1100, 1200))
+    assert comparison_split(1200, 300, 100, 500) == (range(300), range(500, 600))
+    with pytest.raises(ValueError, match="overlap"):
+        comparison_split(1200, 300, 100, 250)
+    with pytest.raises(ValueError, match="run past"):
+        comparison_split(1200, 300, 100, 1150)
+    with pytest.raises(ValueError, match="overlap"):
+        comparison_split(350, 300, 100, -1)
+
+
 def test_cli_compares_models_over_seeds(
     darcy16: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
