@@ -185,6 +185,15 @@ def _padded(n: int, multiple: int) -> int:
     return -(-n // multiple) * multiple
 
 
+def _lsm_padding(
+    grid: Sequence[int], levels: int, patch: Sequence[int]
+) -> tuple[list[int], tuple[int, ...]]:
+    """``(multiple, padded grid)`` of an LSM with ``levels`` and per-axis ``patch`` on ``grid``:
+    the grid is zero-padded to a multiple of ``patch * 2**(levels - 1)`` per axis."""
+    multiple = [p * 2 ** (levels - 1) for p in patch]
+    return multiple, tuple(_padded(n, m) for n, m in zip(grid, multiple, strict=True))
+
+
 def lsm_layout(grid: Sequence[int]) -> tuple[int, tuple[int, ...]]:
     """``(levels, patch)`` for an LSM on ``grid``: little or no zero padding, the U-Net as deep
     as the grid allows (at most 5 levels, at least 2 cells per axis on the coarsest level).
@@ -310,8 +319,7 @@ def resolve_options(
             levels = given.get("levels", levels_auto)
             patch = _per_axis(given.get("patch", patch_auto), dim)
             if isinstance(levels, int) and patch is not None:
-                multiple = [p * 2 ** (levels - 1) for p in patch]
-                padded = tuple(_padded(n, m) for n, m in zip(grid, multiple, strict=True))
+                multiple, padded = _lsm_padding(grid, levels, patch)
                 too_much = any(
                     pn - n > _LSM_MAX_PAD * n for pn, n in zip(padded, grid, strict=True)
                 )
@@ -336,8 +344,7 @@ def resolve_options(
         else:
             options["levels"] = levels_auto
             options["patch"] = patch_auto[0] if len(set(patch_auto)) == 1 else patch_auto
-            multiple = [p * 2 ** (levels_auto - 1) for p in patch_auto]
-            padded = tuple(_padded(n, m) for n, m in zip(grid, multiple, strict=True))
+            padded = _lsm_padding(grid, levels_auto, patch_auto)[1]
             why = "no padding" if padded == grid else f"padded to {_grid_text(padded)}"
             derived["levels"] = derived["patch"] = f"fit a {text} grid ({why})"
         if "width" not in given:
@@ -363,8 +370,7 @@ def _lsm_periodic(
     levels = options.get("levels", 5)
     patch = _per_axis(options.get("patch", 4), len(grid))
     if isinstance(levels, int) and patch is not None:
-        multiple = [q * 2 ** (levels - 1) for q in patch]
-        padded = tuple(_padded(n, m) for n, m in zip(grid, multiple, strict=True))
+        padded = _lsm_padding(grid, levels, patch)[1]
         if padded != grid:
             return False, (
                 f"False ({why}, but levels={levels} with patch={options.get('patch', 4)!r} "
