@@ -159,7 +159,6 @@ class GradNormBalance:
     def __init__(self, pinn: PINN, every: int) -> None:
         self.pinn = pinn
         self.every = every
-        self.updates = 0
         #: ``(step, w_b, w_0, target_b, target_0)`` after each update (a target is nan where
         #: the loss has no such term or its update was skipped)
         self.history: list[tuple[int, float, float, float, float]] = []
@@ -179,14 +178,13 @@ class GradNormBalance:
                 continue
             targets[name] = target
             old = getattr(self.pinn, attr)
-            first = self.updates == 0
+            first = not self.history
             setattr(
                 self.pinn,
                 attr,
                 target if first else self.momentum * old + (1 - self.momentum) * target,
             )
         if not all(math.isnan(t) for t in targets.values()):
-            self.updates += 1
             self.history.append(
                 (
                     trainer.step,
@@ -199,14 +197,12 @@ class GradNormBalance:
 
     def state_dict(self) -> dict[str, Any]:
         return {
-            "updates": self.updates,
             "boundary_weight": self.pinn.boundary_weight,
             "initial_weight": self.pinn.initial_weight,
             "history": [list(h) for h in self.history],
         }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        self.updates = int(state["updates"])
         self.pinn.boundary_weight = float(state["boundary_weight"])
         self.pinn.initial_weight = float(state["initial_weight"])
         self.history = [(int(h[0]), *map(float, h[1:])) for h in state["history"]]
@@ -381,9 +377,9 @@ class PINN:
         """The PINN loss of ``model`` on the current round's points (module notes)."""
         terms = self.loss_terms(model)
         total = terms["residual"]
-        if "boundary" in terms:
+        if "boundary" in terms and self.boundary_weight > 0:
             total = total + self.boundary_weight * terms["boundary"]
-        if "initial" in terms:
+        if "initial" in terms and self.initial_weight > 0:
             total = total + self.initial_weight * terms["initial"]
         return total
 
