@@ -64,3 +64,11 @@ def test_unknown_problem_and_sampler_exit_2(tmp_path: Path, capsys) -> None:
     assert "unknown" in capsys.readouterr().err
     assert main(["train", "pinn", "--problem", "peak2d", "--sampler", "halton"]) == 2
     assert "halton" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("weight", ["-1", "nan"])
+def test_a_bad_boundary_weight_exits_2_naming_it(tmp_path: Path, capsys, weight: str) -> None:
+    command = ["train", "pinn", "--problem", "peak2d", "--boundary-weight", weight]
+    assert main([*command, "--out", str(tmp_path / "run")]) == 2
+    assert "boundary_weight must be a finite non-negative number" in capsys.readouterr().err
+    assert not (tmp_path / "run" / "last.pt").exists()
