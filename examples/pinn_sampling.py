@@ -10,7 +10,11 @@ float32, the boundary term weighted by ``--boundary-weight`` (1), fixed or, with
 ``--loss-balance grad-norm``, balanced by gradient norms (``PINN``'s module notes). Reported
 per (problem, sampler): the relative L2 error on fixed test points (PINN.error: a 201^2 grid in
 2-D, 1e5 fixed random points for d > 3, half of them about the solution's focus,
-importance-weighted), mean and min / max over the seeds, and the wall time per run.
+importance-weighted), mean and min / max over the seeds, and the wall time per run. For peak2d
+(``-lap u = f`` in 2-D) each run's error is also split into the part its residual causes and
+the part its boundary misfit causes (``neuralsolve.solvers.pinn.error_sources``, on a 401^2
+grid): which of the two loss terms limits the run. AAS trains its flow for ``--flow-steps``
+Adam steps per round.
 
 For the first problem (and first seed) it also estimates the Hessian spectral density of the
 final PINN loss in the network's parameters, uniform against AAS, by stochastic Lanczos
@@ -46,11 +50,13 @@ from neuralsolve.fileio import atomic_path
 from neuralsolve.optim.curvature import hessian_operator, spectral_density
 from neuralsolve.report import run_record, write_report
 from neuralsolve.solvers import MLP, PINN
+from neuralsolve.solvers.pinn import error_sources
 from neuralsolve.solvers.pinn.samplers import available_samplers
 
 QUICK = bool(os.environ.get("NEURALSOLVE_QUICK"))
 PROBLEMS = "peak2d,two-peak2d,exp5d,exp10d"
 SAMPLERS = "uniform,rad,rar-d,aas"
+POISSON_2D = ("peak2d",)  # -lap u = f in 2-D: the runs whose error is split (error_sources)
 
 
 def non_negative_int(text: str) -> int:
@@ -150,6 +156,11 @@ def parser() -> argparse.ArgumentParser:
         "--resample-every", type=positive_int, default=10 if QUICK else 1000,
         help="optimizer steps per round of collocation points",
     )  # fmt: skip
+    p.add_argument(
+        "--flow-steps", type=positive_int, default=100,
+        help="AAS: Adam steps on its flow per round (keep --flow-steps x rounds fixed to give "
+        "the flow the same training at another --resample-every)",
+    )  # fmt: skip
     p.add_argument("--dtype", choices=["float32", "float64"], default="float32")
     p.add_argument("--threads", type=positive_int, default=1, help="torch.set_num_threads")
     p.add_argument(
@@ -182,6 +193,7 @@ def run_one(problem_name: str, sampler: str, seed: int, args: argparse.Namespace
         sampler=sampler,
         n_points=args.n_points,
         resample_every=args.resample_every,
+        sampler_options={"steps": args.flow_steps} if sampler == "aas" else None,
         boundary_weight=args.boundary_weight,
         loss_balance=args.loss_balance,
         dtype=args.dtype,
@@ -203,8 +215,17 @@ def run_one(problem_name: str, sampler: str, seed: int, args: argparse.Namespace
         "final_points": int(pinn.rounds.points.shape[0]),
         "final_boundary_weight": pinn.boundary_weight,
     }
+    sources = ""
+    if problem.domain.dim == 2 and problem_name in POISSON_2D:
+        split = error_sources(pinn, grid=101 if QUICK else 401)
+        row["error_from_residual"] = split["from_residual"]
+        row["error_from_boundary"] = split["from_boundary"]
+        sources = (
+            f" (from the residual {split['from_residual']:.3g}, "
+            f"from the boundary {split['from_boundary']:.3g})"
+        )
     print(
-        f"  {problem_name} {sampler} seed {seed}: rel. L2 {error:.4g}, loss "
+        f"  {problem_name} {sampler} seed {seed}: rel. L2 {error:.4g}{sources}, loss "
         f"{result.final_loss:.3g}, {seconds:.1f} s",
         flush=True,
     )
@@ -229,15 +250,22 @@ def summarise(runs: list[dict[str, Any]]) -> list[dict[str, Any]]:
                 "seconds_mean": sum(r["seconds"] for r in sel) / len(sel),
             }
         )
+        for part in ("error_from_residual", "error_from_boundary"):
+            if all(part in r for r in sel):
+                out[-1][f"{part}_mean"] = sum(r[part] for r in sel) / len(sel)
     return out
 
 
 def format_table(rows: list[dict[str, Any]]) -> str:
-    head = ["problem", "sampler", "seeds", "rel. L2 mean", "min", "max", "s / run"]
+    head = ["problem", "sampler", "seeds", "rel. L2 mean", "min", "max", "from residual",
+            "from boundary", "s / run"]  # fmt: skip
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for r in rows:
+        parts = [f"{r[k]:.3g}" if k in r else "-"
+                 for k in ("error_from_residual_mean", "error_from_boundary_mean")]  # fmt: skip
         cells = [r["problem"], r["sampler"], str(r["seeds"]), f"{r['rel_l2_mean']:.4g}",
-                 f"{r['rel_l2_min']:.4g}", f"{r['rel_l2_max']:.4g}", f"{r['seconds_mean']:.1f}"]  # fmt: skip
+                 f"{r['rel_l2_min']:.4g}", f"{r['rel_l2_max']:.4g}", *parts,
+                 f"{r['seconds_mean']:.1f}"]  # fmt: skip
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
@@ -453,7 +481,7 @@ def main() -> None:
         f"{args.depth}x{args.width} tanh, {args.n_points} points, {args.steps} Adam steps "
         f"(lr {args.lr:g}, {args.schedule}), w_b {args.boundary_weight:g} "
         f"({args.loss_balance}), resample every "
-        f"{args.resample_every}, {args.dtype}"
+        f"{args.resample_every} (AAS: {args.flow_steps} flow steps), {args.dtype}"
     )
     meta = {
         **run_record(),
@@ -469,6 +497,7 @@ def main() -> None:
         "boundary_weight": args.boundary_weight,
         "loss_balance": args.loss_balance,
         "resample_every": args.resample_every,
+        "flow_steps": args.flow_steps,
         "dtype": args.dtype,
         "lanczos_steps": args.lanczos_steps,
         "probes": args.probes,

@@ -146,5 +146,9 @@ def test_pinn_sampling_runs_without_deepxde(tmp_path: Path) -> None:
         ("peak2d", "aas"),
     ]
     assert [s["sampler"] for s in report["spectra"]] == ["uniform", "aas"]
+    for run in report["runs"]:  # peak2d's error split into its residual and boundary parts
+        assert run["error_from_residual"] >= 0 and run["error_from_boundary"] >= 0
+        parts = run["error_from_residual"] + run["error_from_boundary"]
+        assert parts >= 0.9 * run["rel_l2"]
     for name in ("pinn_sampling.png", "pinn_sampling_spectrum.png", "pinn_sampling.md"):
         assert (tmp_path / "out" / name).stat().st_size > 0

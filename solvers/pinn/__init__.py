@@ -1,5 +1,7 @@
 """Pieces of the PINN solver: collocation-point samplers (uniform, Sobol, Latin hypercube,
-RAR-G, RAR-D, RAD, AAS) behind one interface, and the bounded normalizing flow AAS samples from.
+RAR-G, RAR-D, RAD, AAS) behind one interface, the bounded normalizing flow AAS samples from,
+and ``error_sources`` (which part of a 2-D Poisson PINN's error its residual and its boundary
+misfit cause).
 
     from neuralsolve.domain import Box
     from neuralsolve.solvers.pinn import make_sampler
@@ -9,6 +11,7 @@ RAR-G, RAR-D, RAD, AAS) behind one interface, and the bounded normalizing flow A
     X = sampler.update(X, residual_fn, generator=g)   # each later round
 """
 
+from .diagnostics import error_sources
 from .flow import AffineCoupling, BoundedFlow
 from .networks import ACTIVATIONS, MLP, FourierMLP
 from .samplers import (
@@ -47,5 +50,6 @@ __all__ = [
     "aas_flow_loss",
     "available_samplers",
     "check_residuals",
+    "error_sources",
     "make_sampler",
 ]
