@@ -30,7 +30,6 @@ import scipy.sparse.linalg as spla
 import torch
 
 from neuralsolve.checks import check_int
-from neuralsolve.datasets.pde.derivatives import derivatives
 
 __all__ = ["error_sources"]
 
@@ -113,8 +112,7 @@ def error_sources(pinn: Any, grid: int = 401) -> dict[str, float]:
         return problem.residual(x, model)
 
     def poisson_residual(x: torch.Tensor) -> torch.Tensor:
-        D = derivatives(model, x, 2, name=problem.name)
-        return -D.hess_diag.sum(dim=1) - problem.forcing(x)
+        return -problem.derivatives(x, model).laplacian - problem.forcing(x)
 
     r = _on_grid(residual, points)
     r_check = _on_grid(poisson_residual, points)
