@@ -83,7 +83,16 @@ def test_problems_outside_the_split_are_refused(name: str, message: str) -> None
         error_sources(pinn, grid=21)
 
 
-def test_a_tiny_grid_is_refused() -> None:
+@pytest.mark.parametrize("grid", [3, 100_000])
+def test_a_grid_out_of_range_is_refused(grid: int) -> None:
     pinn = PINN(ns.datasets.pde.make("peak2d"), net=MLP(width=4, depth=1), n_points=10)
     with pytest.raises(ValueError, match="grid"):
-        error_sources(pinn, grid=3)
+        error_sources(pinn, grid=grid)
+
+
+def test_a_non_finite_network_is_refused_by_name() -> None:
+    pinn = PINN(ns.datasets.pde.make("peak2d"), net=MLP(width=4, depth=1), n_points=10)
+    with torch.no_grad():
+        next(pinn.model.parameters()).fill_(float("nan"))
+    with pytest.raises(ValueError, match="problem 'peak2d'.*(NaN or infinite|not finite)"):
+        error_sources(pinn, grid=21)

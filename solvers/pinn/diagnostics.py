@@ -33,6 +33,10 @@ from neuralsolve.checks import check_int
 
 __all__ = ["error_sources"]
 
+MAX_GRID = 1001
+"""The finest grid :func:`error_sources` accepts: the sparse LU of the five-point Laplacian on
+``1001^2`` points already takes gigabytes and minutes."""
+
 
 def _laplacian_lu(n: int, h: float) -> Any:
     """The LU factors of the five-point ``-lap`` on the ``n x n`` interior points, spacing
@@ -87,11 +91,12 @@ def error_sources(pinn: Any, grid: int = 401) -> dict[str, float]:
     ------
     ValueError
         The problem is not 2-D, the box not square, no exact solution or forcing is known, the
-        residual is not ``-lap u - f``, or ``grid < 5``.
+        residual is not ``-lap u - f`` or not finite, the exact solution is zero on the grid, or
+        ``grid`` is outside ``[5, 1001]``.
     """
     problem = pinn.problem
     who = f"error_sources for problem {problem.name!r}"
-    grid = check_int("grid", grid, minimum=5)
+    grid = check_int("grid", grid, minimum=5, maximum=MAX_GRID)
     box = problem.domain
     if box.dim != 2:
         raise ValueError(f"{who}: splits 2-D problems; this one is {box.dim}-D")
@@ -115,6 +120,11 @@ def error_sources(pinn: Any, grid: int = 401) -> dict[str, float]:
         return -problem.derivatives(x, model).laplacian - problem.forcing(x)
 
     r = _on_grid(residual, points)
+    if not np.isfinite(r).all():
+        raise ValueError(
+            f"{who}: the network's residual is not finite at {int((~np.isfinite(r)).sum())} "
+            "grid points: the error has no split (check the network's weights)"
+        )
     r_check = _on_grid(poisson_residual, points)
     scale = float(np.abs(r_check).max() + np.abs(_on_grid(problem.forcing, points)).max())
     if not np.abs(r - r_check).max() <= 1e-4 * max(scale, 1.0):
@@ -137,6 +147,8 @@ def error_sources(pinn: Any, grid: int = 401) -> dict[str, float]:
         return float(np.sqrt((f**2).sum() * hx * hy))
 
     scale_u = norm(exact)
+    if not scale_u > 0:
+        raise ValueError(f"{who}: the exact solution is zero on the grid: no relative error")
     return {
         "rel_l2": norm(e) / scale_u,
         "from_residual": norm(e_r) / scale_u,
