@@ -60,8 +60,21 @@ def _solve(lu: Any, rhs: np.ndarray, boundary: np.ndarray, hx: float, hy: float)
     return w
 
 
-def _on_grid(fn: Any, points: torch.Tensor, chunk: int = 8192) -> np.ndarray:
-    return torch.cat([fn(c).detach() for c in torch.split(points, chunk)]).double().cpu().numpy()
+def _fields_on_grid(problem: Any, model: Any, points: torch.Tensor, chunk: int = 8192) -> dict:
+    """On ``points``, chunk by chunk, as float64 numpy arrays: the problem's residual of
+    ``model`` (``"r"``, with the problem's own shape and finiteness checks), ``-lap u - f`` from
+    the same network (``"poisson"``), the network's values ``"u"``, the forcing ``"f"`` and the
+    exact solution ``"exact"``."""
+    parts: dict[str, list[torch.Tensor]] = {k: [] for k in ("r", "poisson", "u", "f", "exact")}
+    for x in torch.split(points, chunk):
+        D = problem.derivatives(x, model)
+        f = problem.forcing(x)
+        parts["r"].append(problem.residual(x, model).detach())
+        parts["poisson"].append((-D.laplacian - f).detach())
+        parts["u"].append(D.u.detach())
+        parts["f"].append(f.detach())
+        parts["exact"].append(problem.exact(x).detach())
+    return {k: torch.cat(v).double().cpu().numpy() for k, v in parts.items()}
 
 
 def error_sources(pinn: Any, grid: int = 401) -> dict[str, float]:
@@ -89,9 +102,11 @@ def error_sources(pinn: Any, grid: int = 401) -> dict[str, float]:
 
     Raises
     ------
+    NonFiniteError
+        The network or its residual is NaN or infinite on the grid (the problem's own check).
     ValueError
         The problem is not 2-D, the box not square, no exact solution or forcing is known, the
-        residual is not ``-lap u - f`` or not finite, the exact solution is zero on the grid, or
+        residual is not ``-lap u - f``, the exact solution is zero on the grid, or
         ``grid`` is outside ``[5, 1001]``.
     """
     problem = pinn.problem
@@ -111,31 +126,15 @@ def error_sources(pinn: Any, grid: int = 401) -> dict[str, float]:
     X, Y = np.meshgrid(xs, ys, indexing="ij")
     points = torch.as_tensor(np.stack([X.ravel(), Y.ravel()], axis=1), dtype=pinn.dtype)
     points = points.to(pinn.device)
-    model = pinn.model
-
-    def residual(x: torch.Tensor) -> torch.Tensor:
-        return problem.residual(x, model)
-
-    def poisson_residual(x: torch.Tensor) -> torch.Tensor:
-        return -problem.derivatives(x, model).laplacian - problem.forcing(x)
-
-    r = _on_grid(residual, points)
-    if not np.isfinite(r).all():
-        raise ValueError(
-            f"{who}: the network's residual is not finite at {int((~np.isfinite(r)).sum())} "
-            "grid points: the error has no split (check the network's weights)"
-        )
-    r_check = _on_grid(poisson_residual, points)
-    scale = float(np.abs(r_check).max() + np.abs(_on_grid(problem.forcing, points)).max())
+    fields = _fields_on_grid(problem, pinn.model, points)
+    r, r_check = fields["r"], fields["poisson"]
+    scale = float(np.abs(r_check).max() + np.abs(fields["f"]).max())
     if not np.abs(r - r_check).max() <= 1e-4 * max(scale, 1.0):
         raise ValueError(
             f"{who}: the problem's residual is not -lap u - f (it differs from it by up to "
             f"{np.abs(r - r_check).max():.3g} on the grid), so the split does not hold"
         )
-    with torch.no_grad():
-        u = _on_grid(model, points).reshape(grid, grid)
-    exact = _on_grid(problem.exact, points).reshape(grid, grid)
-    r = r.reshape(grid, grid)
+    u, exact, r = (fields[k].reshape(grid, grid) for k in ("u", "exact", "r"))
     e = u - exact
     edges = np.zeros_like(e)
     edges[0], edges[-1], edges[:, 0], edges[:, -1] = e[0], e[-1], e[:, 0], e[:, -1]
